@@ -1,0 +1,33 @@
+"""fastad: fast automatic differentiation of Python and NumPy code.
+
+The public surface is exactly API.md; everything else lives in private modules.
+"""
+from fastad._errors import FastADError, GradientCheckError, TapeError, TraceError
+from fastad._tape import Tape, Var
+from fastad._tape import (
+    # generated from the op table (csrc/fastad_ops.h)
+    sin, cos, tan, arcsin, arccos, arctan, arctan2, sinh, cosh, tanh, arcsinh,
+    arccosh, arctanh, exp, exp2, expm1, log, log2, log10, log1p, sqrt, cbrt, square,
+    sign, hypot, power, maximum, minimum, floor, ceil, erf, erfc, sigmoid, relu,
+    softplus,
+    # built from scalar slots
+    sum, mean, prod, dot, matmul, stack, array, reshape, transpose, concatenate,
+)
+from fastad._tape import abs as _abs_op
+from fastad._math import clip, where, logsumexp
+from fastad._functional import grad, value_and_grad, check_grad, debug_nans
+
+abs = _abs_op
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape", "Var",
+    "grad", "value_and_grad", "check_grad", "debug_nans",
+    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh",
+    "tanh", "arcsinh", "arccosh", "arctanh", "exp", "exp2", "expm1", "log", "log2",
+    "log10", "log1p", "sqrt", "cbrt", "square", "abs", "sign", "hypot", "power",
+    "maximum", "minimum", "clip", "where", "floor", "ceil", "erf", "erfc", "sigmoid",
+    "relu", "softplus", "logsumexp", "sum", "mean", "prod", "dot", "matmul", "stack",
+    "array", "reshape", "transpose", "concatenate",
+]

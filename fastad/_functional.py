@@ -1,0 +1,198 @@
+"""The functional API of reverse mode: fd.grad, fd.value_and_grad, fd.check_grad."""
+import contextlib
+import numbers
+import threading
+
+import numpy as np
+
+from fastad._errors import GradientCheckError
+from fastad._pytree import tree_flatten, tree_unflatten
+from fastad._tape import Tape, Var, _set_debug_nans
+
+_pool = threading.local()
+
+
+@contextlib.contextmanager
+def _scratch_tape():
+    """A tape for one call, taken from a per-thread pool and reset afterwards.
+
+    Reusing tapes keeps their grown arrays: the second call of fd.grad(f) on a
+    large function allocates nothing.  Calls may nest (f may call fd.grad itself);
+    each level takes its own tape.
+    """
+    idle = getattr(_pool, "idle", None)
+    if idle is None:
+        idle = _pool.idle = []
+    tape = idle.pop() if idle else Tape()
+    try:
+        with tape:
+            yield tape
+    finally:
+        tape.reset()
+        if len(idle) < 4:
+            idle.append(tape)
+
+
+def _normalize_argnums(argnums, nargs, fname):
+    if isinstance(argnums, (bool, np.bool_)) or not isinstance(
+            argnums, (numbers.Integral, tuple)):
+        raise TypeError("%s: argnums must be an int or a tuple of ints, got %r"
+                        % (fname, argnums))
+    nums = argnums if isinstance(argnums, tuple) else (argnums,)
+    out = []
+    for a in nums:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError("%s: argnums must be ints, got %r" % (fname, a))
+        if not -nargs <= a < nargs:
+            raise ValueError("%s: argnums %d is out of range for %d positional "
+                             "argument(s)" % (fname, a, nargs))
+        out.append(int(a) % nargs)
+    return out
+
+
+def _leaf_to_var(tape, leaf, where):
+    if type(leaf) is Var:
+        raise TypeError("%s is already a Var: fd.grad of fd.grad is not supported; "
+                        "use fd.hessian or fd.hvp for second derivatives" % where)
+    if isinstance(leaf, (complex, np.complexfloating)):
+        raise TypeError("%s must be real, got complex" % where)
+    try:
+        return tape.variable(leaf)
+    except TypeError as e:
+        raise TypeError("%s: %s" % (where, e)) from None
+
+
+def _args_to_vars(tape, args, nums, fname):
+    """Replace args[i] (i in nums) by pytrees of leaf Vars; return them too."""
+    args = list(args)
+    trees = []
+    for i in nums:
+        leaves, td = tree_flatten(args[i])
+        vars_ = [_leaf_to_var(tape, leaf, "%s: argument %d" % (fname, i))
+                 for leaf in leaves]
+        args[i] = tree_unflatten(td, vars_)
+        trees.append(args[i])
+    return args, trees
+
+
+def scalar_output(out, fname):
+    """(float value, scalar Var or None) of what a scalar-valued f returned."""
+    if type(out) is Var:
+        if out.shape != ():
+            raise TypeError("%s: f must return a scalar, got a Var of shape %s "
+                            "(reduce it, e.g. with fd.sum)" % (fname, out.shape))
+        return out.value, out
+    if isinstance(out, (bool, np.bool_)) or out is None or isinstance(out, (str, bytes)):
+        raise TypeError("%s: f must return a scalar number or Var, got %s"
+                        % (fname, type(out).__name__))
+    if isinstance(out, numbers.Real):
+        return float(out), None
+    if isinstance(out, np.ndarray) and out.ndim == 0 and out.dtype.kind in "biuf":
+        return float(out), None
+    if isinstance(out, np.ndarray):
+        raise TypeError("%s: f must return a scalar, got an array of shape %s"
+                        % (fname, out.shape))
+    raise TypeError("%s: f must return a scalar number or Var, got %s"
+                    % (fname, type(out).__name__))
+
+
+def _zeros_like_vars(tree):
+    leaves, td = tree_flatten(tree)
+    return tree_unflatten(td, [0.0 if v.shape == () else np.zeros(v.shape)
+                               for v in leaves])
+
+
+def value_and_grad(f, argnums=0):
+    """Return a function computing (f(*args), gradient of f) by reverse mode.
+
+    The gradient is with respect to args[argnums] (an int, or a tuple of ints for a
+    tuple of gradients); each has the structure and shapes of its argument.
+    """
+    if not callable(f):
+        raise TypeError("value_and_grad: f must be callable, got %s"
+                        % type(f).__name__)
+
+    def value_and_grad_f(*args, **kwargs):
+        nums = _normalize_argnums(argnums, len(args), "value_and_grad")
+        with _scratch_tape() as tape:
+            call_args, trees = _args_to_vars(tape, args, nums, "value_and_grad")
+            out = f(*call_args, **kwargs)
+            value, target = scalar_output(out, "value_and_grad")
+            if target is None:
+                grads = [_zeros_like_vars(t) for t in trees]
+            else:
+                grads = tape.gradient(target, trees)
+        if isinstance(argnums, tuple):
+            return value, tuple(grads)
+        return value, grads[0]
+
+    value_and_grad_f.__name__ = "value_and_grad_%s" % getattr(f, "__name__", "f")
+    value_and_grad_f.__doc__ = f.__doc__
+    return value_and_grad_f
+
+
+def grad(f, argnums=0):
+    """Return a function computing the gradient of scalar-valued f by reverse mode."""
+    vg = value_and_grad(f, argnums)
+
+    def grad_f(*args, **kwargs):
+        return vg(*args, **kwargs)[1]
+
+    grad_f.__name__ = "grad_%s" % getattr(f, "__name__", "f")
+    grad_f.__doc__ = f.__doc__
+    return grad_f
+
+
+@contextlib.contextmanager
+def debug_nans():
+    """Inside this block, the first operation making a NaN from non-NaN inputs
+    raises FloatingPointError naming the operation."""
+    old = _set_debug_nans(True)
+    try:
+        yield
+    finally:
+        _set_debug_nans(old)
+
+
+def check_grad(f, x, rtol=1e-6):
+    """Compare fd.grad(f)(x) with central finite differences.
+
+    Returns the largest relative error, |g - fd| / max(|g|, |fd|, 1), over all
+    coordinates (the floor of 1 makes it an absolute error for small gradients,
+    where finite differences have no relative accuracy).  Raises
+    fd.GradientCheckError listing the worst coordinates when it exceeds rtol.
+    The differences use a fourth-order stencil, accurate to about 1e-10.
+    """
+    if isinstance(x, (str, bytes, complex)) or x is None:
+        raise TypeError("check_grad: x must be a number or array, got %s"
+                        % type(x).__name__)
+    scalar = np.ndim(x) == 0
+    x0 = np.array(x, dtype=np.float64)
+    g = np.atleast_1d(np.asarray(grad(f)(float(x0) if scalar else x0), dtype=np.float64))
+    flat = x0.reshape(-1)
+    fd_ = np.empty(flat.size)
+
+    def f_at(v):
+        arg = float(v[0]) if scalar else v.reshape(x0.shape)
+        return scalar_output(f(arg), "check_grad")[0]
+
+    for k in range(flat.size):
+        h = 1e-3 * max(1.0, abs(flat[k]))
+        vals = []
+        for step in (2, 1, -1, -2):
+            v = flat.copy()
+            v[k] += step * h
+            vals.append(f_at(v))
+        fd_[k] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
+    gf = g.reshape(-1)
+    err = np.abs(gf - fd_) / np.maximum(np.maximum(np.abs(gf), np.abs(fd_)), 1.0)
+    err = np.where(np.isnan(err), np.inf, err)
+    worst = float(err.max()) if err.size else 0.0
+    if worst > rtol:
+        order = np.argsort(-err)[:5]
+        rows = ["  x[%s]: grad %.12g, finite difference %.12g, relative error %.3g"
+                % (np.unravel_index(i, x0.shape) if x0.ndim else "", gf[i], fd_[i], err[i])
+                for i in order]
+        raise GradientCheckError("check_grad: relative error %.3g exceeds rtol=%g; "
+                                 "worst coordinates:\n%s" % (worst, rtol, "\n".join(rows)))
+    return worst

@@ -1,0 +1,35 @@
+"""Math functions composed from the op table's primitives."""
+import numpy as np
+
+from fastad._tape import Var, maximum, minimum, where, exp, log, sum as _sum, stack
+
+
+def clip(x, a_min, a_max):
+    """Clip x to [a_min, a_max], like numpy.clip (either bound may be None)."""
+    if a_min is not None:
+        x = maximum(x, a_min)
+    if a_max is not None:
+        x = minimum(x, a_max)
+    return x
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) over `axis`, computed stably (the max is factored out)."""
+    if isinstance(x, (list, tuple)):
+        x = stack(x) if any(type(e) is Var for e in x) else np.asarray(x, dtype=float)
+    values = x.value if type(x) is Var else np.asarray(x, dtype=np.float64)
+    if np.ndim(values) == 0:
+        return x if type(x) is Var else float(values)
+    # The shift m is a constant: d/dm of m + log(sum(exp(x - m))) is exactly 0.
+    m = np.max(values, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    out = log(_sum(exp(x - m), axis=axis, keepdims=True)) + m
+    if not keepdims:
+        if axis is None:
+            out = out.reshape(()) if type(out) is Var else float(np.asarray(out).reshape(()))
+        else:
+            out = out.reshape(np.squeeze(m, axis=axis).shape) if type(out) is Var \
+                else np.squeeze(out, axis=axis)
+    if type(out) is not Var and np.ndim(out) == 0:
+        return float(out)
+    return out

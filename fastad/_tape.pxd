@@ -1,0 +1,69 @@
+# Declarations of the tape and its node type, for Cython modules that cimport them
+# (the replay and second-order sweeps).
+from libc.stdint cimport uint8_t, int32_t, uint32_t
+
+cdef extern from "fastad_ops.h" nogil:
+    enum:
+        FAD_VAR
+        FAD_PARAM
+        FAD_CONST
+        FAD_BLOCK
+        FAD_NUM_SCALAR_OPS
+        FAD_KIND_LEAF
+        FAD_KIND_UNARY
+        FAD_KIND_CONST
+        FAD_KIND_BINARY
+    const unsigned char fad_op_kind[]
+    const char *fad_op_name[]
+    double fad_eval(int op, double x, double y, double *dx, double *dy)
+    void fad_second(int op, double x, double y, double r,
+                    double *dxx, double *dxy, double *dyy)
+
+
+cdef class Tape:
+    # The recorded trace, a struct of arrays with one slot per operation.  Slot 0 is
+    # a sentinel leaf: unused argument fields point at it, so the reverse sweep needs
+    # no branch for unary ops (their `b` adjoint lands in adj[0], which nobody reads).
+    cdef uint8_t *op          # op code (fastad_ops.h)
+    cdef int32_t *arg_a       # first argument slot (0 when none)
+    cdef int32_t *arg_b       # second argument slot (0 when none or constant)
+    cdef double *val          # value of the slot
+    cdef double *da           # d val / d val[arg_a]
+    cdef double *db           # d val / d val[arg_b], or the constant of a _C0/_C1 op
+    cdef Py_ssize_t n         # slots in use (>= 1: the sentinel)
+    cdef Py_ssize_t cap       # slots allocated
+
+    cdef double *adj          # adjoint buffer, reused between gradient calls
+    cdef Py_ssize_t adj_cap   # doubles allocated in adj
+    cdef bint adj_busy        # adj is in use by a sweep (another thread's)
+    cdef int sweeping         # sweeps running without the GIL: no realloc meanwhile
+
+    cdef readonly uint32_t generation  # bumped by reset(); Vars compare theirs
+    cdef public list records  # array ops: objects with base, size, backward()
+    cdef public list guards   # comparisons and escapes of values into Python
+    cdef object __weakref__
+
+    cdef int reserve(self, Py_ssize_t extra) except -1
+    cdef Py_ssize_t push(self, uint8_t op, int32_t a, int32_t b,
+                         double v, double pa, double pb) except -1
+    cdef int check_var(self, Var v) except -1
+    cdef double *acquire_adjoints(self, Py_ssize_t size) except NULL
+    cdef void release_adjoints(self, double *buf) noexcept
+    cdef int reverse(self, double *adj, Py_ssize_t hi, Py_ssize_t lo) except -1
+    cdef void _sweep_range(self, double *adj, Py_ssize_t hi, Py_ssize_t lo) noexcept
+
+
+cdef class Var:
+    cdef readonly Tape tape
+    cdef Py_ssize_t slot      # scalar: its slot; array: the first slot of its block
+    cdef uint32_t gen         # tape generation at creation
+    cdef double v             # scalar value (cached: valid even after a reset)
+    cdef object shape_        # None for a scalar, else the array's shape tuple
+    cdef object aval          # array value (read-only ndarray), None for a scalar
+
+
+cdef Var new_var(Tape t, Py_ssize_t slot, double v)
+cdef Var new_array_var(Tape t, Py_ssize_t base, object value)
+cdef void sweep_scalar(const int32_t *a, const int32_t *b, const double *da,
+                       const double *db, double *adj,
+                       Py_ssize_t hi, Py_ssize_t lo) noexcept nogil

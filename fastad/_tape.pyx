@@ -1,0 +1,1367 @@
+# The tape, the Var node type, recording, and the reverse sweep.
+#
+# Everything a scalar operation costs is in this file: Var's operator methods check
+# their operands' types with `type(x) is ...` (much cheaper than isinstance on the
+# hot path), read the op table in csrc/fastad_ops.h through fad_eval(), and append
+# one slot to the tape's arrays.  Array Vars are blocks of consecutive scalar slots,
+# so elementwise array code records scalar ops from a C loop and every sweep
+# (reverse, replay, tangent, second order) handles arrays with no extra machinery.
+# Ops that are not elementwise (matmul, ...) append a "record": a block of FAD_BLOCK
+# slots whose values a NumPy kernel wrote and whose adjoint a NumPy kernel spreads.
+cimport cython
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from libc.string cimport memset, memcpy
+from libc.math cimport isnan, NAN
+from libc.stdint cimport uint8_t, int32_t, uint32_t, INT32_MAX
+
+import sys
+import threading
+import numpy as np
+cimport numpy as cnp
+
+from fastad._errors import TapeError
+
+cnp.import_array()
+
+include "_ops.pxi"
+
+# Bytes of tape storage per scalar slot (op, two argument slots, value, two
+# partials); the adjoint buffer is extra.  bench/ reports it.
+SLOT_BYTES = sizeof(uint8_t) + 2 * sizeof(int32_t) + 3 * sizeof(double)
+
+# Sweeps longer than this release the GIL; shorter ones finish faster than the
+# release/re-acquire costs.
+cdef Py_ssize_t NOGIL_THRESHOLD = 20000
+
+# Set by fd.debug_nans(): every recorded op checks for a fresh NaN.
+cdef bint _debug_nans = False
+
+# Dual numbers register themselves here (fastad._dual), so math functions can
+# dispatch to them without this module importing forward mode.
+cdef object _dual_type = None
+cdef object _dual_apply1 = None
+cdef object _dual_apply2 = None
+
+
+def _set_debug_nans(bint on):
+    global _debug_nans
+    cdef bint old = _debug_nans
+    _debug_nans = on
+    return old
+
+
+def _register_dual(cls, apply1, apply2):
+    global _dual_type, _dual_apply1, _dual_apply2
+    _dual_type, _dual_apply1, _dual_apply2 = cls, apply1, apply2
+
+
+# ----------------------------------------------------------------------------------
+# The active-tape stack, one per thread.
+
+_local = threading.local()
+
+
+def _tape_stack():
+    try:
+        return _local.stack
+    except AttributeError:
+        _local.stack = []
+        return _local.stack
+
+
+def current_tape():
+    """The innermost tape active in this thread, or None."""
+    stack = _tape_stack()
+    return stack[len(stack) - 1] if stack else None
+
+
+# ----------------------------------------------------------------------------------
+# Memory
+
+cdef int _grow(void **p, Py_ssize_t count, size_t itemsize) except -1:
+    """Resize *p to count items; assign the new pointer only on success."""
+    if count > <Py_ssize_t>(<size_t>-1 // 2 // itemsize):
+        raise MemoryError("fastad: tape too large")
+    cdef void *q = PyMem_Realloc(p[0], <size_t>count * itemsize)
+    if q == NULL:
+        raise MemoryError("fastad: cannot grow the tape to %d slots" % count)
+    p[0] = q
+    return 0
+
+
+cdef void sweep_scalar(const int32_t *a, const int32_t *b, const double *da,
+                       const double *db, double *adj,
+                       Py_ssize_t hi, Py_ssize_t lo) noexcept nogil:
+    """adj[a[i]] += da[i]*adj[i]; adj[b[i]] += db[i]*adj[i] for i = hi down to lo.
+
+    A zero adjoint is skipped: it saves work on slots the target does not reach, and
+    it keeps 0 * inf from turning into NaN on a branch that was never taken (CppAD's
+    absolute-zero rule), e.g. sqrt'(0) = inf in a term multiplied by zero.
+    """
+    cdef Py_ssize_t i
+    cdef double g
+    for i in range(hi, lo - 1, -1):
+        g = adj[i]
+        if g != 0.0:
+            adj[a[i]] += da[i] * g
+            adj[b[i]] += db[i] * g
+
+
+# ----------------------------------------------------------------------------------
+# The tape
+
+cdef class Tape:
+    """A recording of operations on Vars, swept backwards for gradients.
+
+    ``with fd.Tape() as tape:`` makes it the active tape of this thread;
+    ``tape.variable(x)`` creates a leaf, and every operation on Vars of this tape is
+    recorded on it.  ``tape.gradient(target, sources)`` may be called any number of
+    times; ``tape.reset()`` empties it (Vars created before become invalid).
+    """
+
+    def __cinit__(self):
+        self.n = 0
+        self.cap = 0
+        self.op = NULL
+        self.arg_a = NULL
+        self.arg_b = NULL
+        self.val = NULL
+        self.da = NULL
+        self.db = NULL
+        self.adj = NULL
+        self.adj_cap = 0
+        self.adj_busy = False
+        self.sweeping = 0
+        self.generation = 1
+        self.records = []
+        self.guards = []
+        self.reserve(256)
+        self.push(FAD_CONST, 0, 0, 0.0, 0.0, 0.0)   # the sentinel slot 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.op)
+        PyMem_Free(self.arg_a)
+        PyMem_Free(self.arg_b)
+        PyMem_Free(self.val)
+        PyMem_Free(self.da)
+        PyMem_Free(self.db)
+        PyMem_Free(self.adj)
+
+    cdef int reserve(self, Py_ssize_t extra) except -1:
+        """Make room for `extra` more slots (doubling), before a batch of pushes."""
+        cdef Py_ssize_t need = self.n + extra
+        if need <= self.cap:
+            return 0
+        if need > INT32_MAX:
+            raise MemoryError("fastad: a tape holds at most 2**31 - 1 operations")
+        if self.sweeping:
+            raise TapeError("cannot record on a tape while another thread sweeps it")
+        cdef Py_ssize_t new_cap = max(self.cap * 2, need, 256)
+        if new_cap > INT32_MAX:
+            new_cap = INT32_MAX
+        # Each array is grown on its own and assigned only on success, so a failed
+        # growth leaves the tape valid at its old capacity.
+        _grow(<void **>&self.op, new_cap, sizeof(uint8_t))
+        _grow(<void **>&self.arg_a, new_cap, sizeof(int32_t))
+        _grow(<void **>&self.arg_b, new_cap, sizeof(int32_t))
+        _grow(<void **>&self.val, new_cap, sizeof(double))
+        _grow(<void **>&self.da, new_cap, sizeof(double))
+        _grow(<void **>&self.db, new_cap, sizeof(double))
+        self.cap = new_cap
+        return 0
+
+    cdef inline Py_ssize_t push(self, uint8_t op, int32_t a, int32_t b,
+                                double v, double pa, double pb) except -1:
+        cdef Py_ssize_t i = self.n
+        if i == self.cap:
+            self.reserve(1)
+        self.op[i] = op
+        self.arg_a[i] = a
+        self.arg_b[i] = b
+        self.val[i] = v
+        self.da[i] = pa
+        self.db[i] = pb
+        self.n = i + 1
+        return i
+
+    cdef int check_var(self, Var v) except -1:
+        if v.tape is not self:
+            raise TapeError(
+                "this Var belongs to another tape; Vars of two different tapes "
+                "cannot be combined (create both on one tape)")
+        if v.gen != self.generation:
+            raise TapeError(
+                "this Var was recorded before its tape was reset; it cannot be used "
+                "any more (record it again after reset())")
+        return 0
+
+    cdef double *acquire_adjoints(self, Py_ssize_t size) except NULL:
+        """The tape's adjoint buffer, or a fresh one if another sweep holds it."""
+        cdef double *buf
+        if not self.adj_busy:
+            if size > self.adj_cap:
+                _grow(<void **>&self.adj, size, sizeof(double))
+                self.adj_cap = size
+            self.adj_busy = True
+            return self.adj
+        buf = <double *>PyMem_Malloc(<size_t>max(size, 1) * sizeof(double))
+        if buf == NULL:
+            raise MemoryError("fastad: no memory for an adjoint buffer")
+        return buf
+
+    cdef void release_adjoints(self, double *buf) noexcept:
+        if buf == self.adj:
+            self.adj_busy = False
+        else:
+            PyMem_Free(buf)
+
+    cdef int reverse(self, double *adj, Py_ssize_t hi, Py_ssize_t lo) except -1:
+        """Propagate adjoints from slot hi down to slot lo (inclusive).
+
+        The scalar stretches run in C (without the GIL when long); an array record
+        in between hands its block's adjoint to its NumPy kernel.
+        """
+        cdef Py_ssize_t k, base, end
+        cdef object adjview = None
+        records = self.records
+        k = len(records) - 1
+        while hi >= lo:
+            # the highest record that starts at or below hi
+            while k >= 0 and (<object>records[k]).base > hi:
+                k -= 1
+            if k >= 0:
+                rec = records[k]
+                base = rec.base
+                end = base + rec.size
+            else:
+                base = end = 0
+            if end <= lo or k < 0:
+                self._sweep_range(adj, hi, lo)
+                return 0
+            if hi >= end:
+                self._sweep_range(adj, hi, end)
+            if adjview is None:
+                adjview = np.asarray(<double[:self.n]>adj)
+            rec.backward(adjview)
+            hi = base - 1
+            k -= 1
+        return 0
+
+    cdef void _sweep_range(self, double *adj, Py_ssize_t hi, Py_ssize_t lo) noexcept:
+        if hi - lo < NOGIL_THRESHOLD:
+            sweep_scalar(self.arg_a, self.arg_b, self.da, self.db, adj, hi, lo)
+            return
+        self.sweeping += 1
+        with nogil:
+            sweep_scalar(self.arg_a, self.arg_b, self.da, self.db, adj, hi, lo)
+        self.sweeping -= 1
+
+    # -- the Python API ------------------------------------------------------------
+
+    def __enter__(self):
+        _tape_stack().append(self)
+        return self
+
+    def __exit__(self, *exc):
+        stack = _tape_stack()
+        if stack and stack[len(stack) - 1] is self:
+            stack.pop()
+        elif self in stack:
+            stack.remove(self)
+        return False
+
+    def variable(self, value):
+        """A new leaf Var holding `value` (a number or an array of numbers)."""
+        if self.sweeping:
+            raise TapeError("cannot record on a tape while another thread sweeps it")
+        cdef double x
+        t = type(value)
+        if t is float or t is int or t is bool:
+            x = value
+            return new_var(self, self.push(FAD_VAR, 0, 0, x, 0.0, 0.0), x)
+        arr = as_float_array(value, "value")
+        if arr.ndim == 0:
+            x = arr[()]
+            return new_var(self, self.push(FAD_VAR, 0, 0, x, 0.0, 0.0), x)
+        return leaf_block(self, arr, FAD_VAR)
+
+    def reset(self):
+        """Forget every recorded operation, keep the memory; old Vars become invalid."""
+        if self.sweeping:
+            raise TapeError("cannot reset a tape while another thread sweeps it")
+        self.generation += 1
+        self.n = 1
+        self.records = []
+        self.guards = []
+
+    def __len__(self):
+        """Number of recorded operations (the sentinel slot is not counted)."""
+        return self.n - 1
+
+    @property
+    def nbytes(self):
+        """Bytes of memory held by the tape's arrays, adjoint buffer included."""
+        return self.cap * SLOT_BYTES + self.adj_cap * sizeof(double)
+
+    def gradient(self, target, sources):
+        """Gradient of the scalar Var `target` with respect to `sources`.
+
+        `sources` is a Var or any nested list/tuple/dict of Vars; the result has the
+        same structure, a float for each scalar source and an ndarray of the source's
+        shape for each array source.  Sources the target does not depend on get zeros.
+        """
+        from fastad._pytree import tree_flatten, tree_unflatten
+        if type(target) is not Var:
+            raise TypeError("tape.gradient: target must be a Var, got %s"
+                            % type(target).__name__)
+        cdef Var tv = <Var>target
+        self.check_var(tv)
+        if tv.shape_ is not None:
+            raise ValueError("tape.gradient: target must be a scalar Var, got shape %s "
+                             "(reduce it first, e.g. fd.sum(y))" % (tv.shape_,))
+        leaves, treedef = tree_flatten(sources)
+        cdef Var s
+        cdef Py_ssize_t lo = tv.slot, size
+        for leaf in leaves:
+            if type(leaf) is not Var:
+                raise TypeError("tape.gradient: sources must be Vars, got %s"
+                                % type(leaf).__name__)
+            s = <Var>leaf
+            self.check_var(s)
+            if s.slot < lo:
+                lo = s.slot
+        cdef double *adj = self.acquire_adjoints(tv.slot + 1)
+        results = []
+        try:
+            memset(adj, 0, (tv.slot + 1) * sizeof(double))
+            adj[tv.slot] = 1.0
+            self.reverse(adj, tv.slot, lo)
+            for leaf in leaves:
+                results.append(_read_adjoint(adj, <Var>leaf, tv.slot))
+        finally:
+            self.release_adjoints(adj)
+        return tree_unflatten(treedef, results)
+
+    def _slot_values(self):
+        """A copy of every slot's value (for tests and tools)."""
+        return np.array(<double[:self.n]>self.val)
+
+    def _slot_arrays(self):
+        """Copies of (op, a, b, val, da, db) over all slots (for tests and tools)."""
+        n = self.n
+        return (np.array(<uint8_t[:n]>self.op), np.array(<int32_t[:n]>self.arg_a),
+                np.array(<int32_t[:n]>self.arg_b), np.array(<double[:n]>self.val),
+                np.array(<double[:n]>self.da), np.array(<double[:n]>self.db))
+
+    def wengert(self):
+        """The recorded trace as a Wengert list, one line per operation."""
+        lines = []
+        cdef Py_ssize_t i
+        cdef int op, kind
+        rec_at = {r.base: r for r in self.records}
+        i = 1
+        while i < self.n:
+            if i in rec_at:
+                r = rec_at[i]
+                lines.append("v%-5d = %s  [%d values, array op]" % (i, r.name, r.size))
+                i += r.size
+                continue
+            op = self.op[i]
+            kind = fad_op_kind[op] if op < FAD_NUM_SCALAR_OPS else FAD_KIND_LEAF
+            name = fad_op_name[op].decode() if op < FAD_NUM_SCALAR_OPS else "?"
+            if kind == FAD_KIND_LEAF:
+                args = name
+            elif kind == FAD_KIND_UNARY:
+                args = "%s(v%d)" % (name, self.arg_a[i])
+            elif kind == FAD_KIND_BINARY:
+                args = "%s(v%d, v%d)" % (name, self.arg_a[i], self.arg_b[i])
+            elif _is_c0(op):
+                args = "%s(%r, v%d)" % (name, self.db[i], self.arg_a[i])
+            else:
+                args = "%s(v%d, %r)" % (name, self.arg_a[i], self.db[i])
+            lines.append("v%-5d = %-32s -> %.17g" % (i, args, self.val[i]))
+            i += 1
+        return "\n".join(lines)
+
+    def to_dot(self):
+        """Graphviz DOT text of the recorded computational graph."""
+        out = ["digraph fastad {", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
+        cdef Py_ssize_t i
+        cdef int op, kind
+        for i in range(1, self.n):
+            op = self.op[i]
+            if op >= FAD_NUM_SCALAR_OPS:
+                continue
+            kind = fad_op_kind[op]
+            name = fad_op_name[op].decode()
+            if kind == FAD_KIND_CONST:
+                const = self.db[i]
+                label = ("%s(%.6g, .)" % (name, const)) if _is_c0(op) else (
+                    "%s(., %.6g)" % (name, const))
+            else:
+                label = name
+            out.append('  v%d [label="v%d = %s\\n%.6g"];' % (i, i, label, self.val[i]))
+            if kind != FAD_KIND_LEAF:
+                out.append("  v%d -> v%d;" % (self.arg_a[i], i))
+            if kind == FAD_KIND_BINARY:
+                out.append("  v%d -> v%d;" % (self.arg_b[i], i))
+        for r in self.records:
+            out.append('  r%d [label="%s [%d]", shape=ellipse];' % (r.base, r.name, r.size))
+        out.append("}")
+        return "\n".join(out)
+
+    def __str__(self):
+        return self.wengert()
+
+    def __repr__(self):
+        return "<fastad.Tape: %d operations, %d guards, %d bytes>" % (
+            self.n - 1, len(self.guards), self.nbytes)
+
+
+cdef inline bint _is_c0(int op):
+    # the C0 form of a binary op follows its C1 form in the enum
+    return fad_op_kind[op] == FAD_KIND_CONST and fad_op_kind[op - 1] == FAD_KIND_CONST
+
+
+cdef object _read_adjoint(double *adj, Var s, Py_ssize_t hi):
+    """The gradient of one source: a float, or an array of its block's adjoints."""
+    cdef Py_ssize_t size, k
+    if s.shape_ is None:
+        return adj[s.slot] if s.slot <= hi else 0.0
+    size = s.aval.size
+    out = np.zeros(size, dtype=np.float64)
+    cdef double[::1] o = out
+    for k in range(size):
+        if s.slot + k <= hi:
+            o[k] = adj[s.slot + k]
+    return out.reshape(s.shape_)
+
+
+# ----------------------------------------------------------------------------------
+# Var
+
+cdef inline Var new_var(Tape t, Py_ssize_t slot, double v):
+    cdef Var r = Var.__new__(Var)
+    r.tape = t
+    r.slot = slot
+    r.gen = t.generation
+    r.v = v
+    return r
+
+
+cdef Var new_array_var(Tape t, Py_ssize_t base, object value):
+    cdef Var r = Var.__new__(Var)
+    r.tape = t
+    r.slot = base
+    r.gen = t.generation
+    value = np.array(value, dtype=np.float64)
+    value.setflags(write=False)
+    r.aval = value
+    r.shape_ = value.shape
+    r.v = NAN
+    return r
+
+
+cdef object as_float_array(object value, str argname):
+    """`value` as a float64 ndarray, or TypeError naming `argname`."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError("%s must be a number or an array of numbers, got %s"
+                        % (argname, type(value).__name__))
+    try:
+        arr = np.asarray(value)
+    except Exception:
+        raise TypeError("%s must be a number or an array of numbers, got %s"
+                        % (argname, type(value).__name__))
+    if arr.dtype.kind == "c":
+        raise TypeError("%s must be real: complex input (%s) is not supported"
+                        % (argname, type(value).__name__))
+    if arr.dtype.kind not in "biuf":
+        raise TypeError("%s must be a number or an array of numbers, got %s of dtype %s"
+                        % (argname, type(value).__name__, arr.dtype))
+    return arr.astype(np.float64, copy=False)
+
+
+cdef Var leaf_block(Tape t, object arr, uint8_t op):
+    """An array Var of fresh leaves (op FAD_VAR or FAD_PARAM) holding `arr`."""
+    cdef double[::1] flat = np.ascontiguousarray(arr, dtype=np.float64).ravel()
+    cdef Py_ssize_t m = flat.shape[0], k
+    t.reserve(m)
+    cdef Py_ssize_t base = t.n
+    for k in range(m):
+        t.push(op, 0, 0, flat[k], 0.0, 0.0)
+    return new_array_var(t, base, arr)
+
+
+@cython.final
+@cython.freelist(256)
+cdef class Var:
+    """A value recorded on a tape: a scalar or an array of any shape.
+
+    Arithmetic, comparisons and the functions of fastad work on it as on a float or
+    an ndarray; the tape records every operation so gradients can be taken.
+    """
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Var cannot be created directly; use tape.variable(x), or "
+                        "fd.grad(f) which passes Vars to f")
+
+    @property
+    def value(self):
+        """The value: a float for a scalar Var, a read-only ndarray for an array."""
+        if self.shape_ is None:
+            return self.v
+        return self.aval
+
+    @property
+    def shape(self):
+        return () if self.shape_ is None else self.shape_
+
+    @property
+    def ndim(self):
+        return 0 if self.shape_ is None else len(self.shape_)
+
+    @property
+    def size(self):
+        return 1 if self.shape_ is None else self.aval.size
+
+    @property
+    def T(self):
+        return transpose(self)
+
+    def __len__(self):
+        if self.shape_ is None:
+            raise TypeError("len() of a scalar Var")
+        return self.shape_[0]
+
+    def __iter__(self):
+        if self.shape_ is None:
+            raise TypeError("iteration over a scalar Var")
+        return (self[i] for i in range(self.shape_[0]))
+
+    def __getitem__(self, key):
+        return getitem(self, key)
+
+    def __setitem__(self, key, value):
+        raise TypeError("Vars are immutable: x[i] = v is not supported; build a new "
+                        "array with fd.stack([...]), fd.where(mask, new, x) or "
+                        "fd.concatenate([...])")
+
+    def __repr__(self):
+        if self.shape_ is None:
+            return "Var(%r)" % self.v
+        return "Var(%s)" % np.array2string(self.aval, separator=", ", threshold=20)
+
+    def __hash__(self):
+        return id(self)
+
+    # -- escapes into Python: recorded as guards ---------------------------------
+
+    def __float__(self):
+        if self.shape_ is not None:
+            if self.aval.size != 1:
+                raise TypeError("only size-1 array Vars can be converted to float")
+            return float(self.aval.reshape(-1)[0])
+        _guard(self, "float", None, self.v)
+        return self.v
+
+    def __int__(self):
+        if self.shape_ is not None:
+            raise TypeError("only scalar Vars can be converted to int")
+        _guard(self, "int", None, self.v)
+        return int(self.v)
+
+    def __index__(self):
+        if self.shape_ is not None or self.v != <double>(<long long>self.v):
+            raise TypeError("only integer-valued scalar Vars can be used as an index")
+        _guard(self, "index", None, self.v)
+        return int(self.v)
+
+    def __bool__(self):
+        if self.shape_ is not None:
+            if self.aval.size != 1:
+                raise ValueError("the truth value of an array Var with more than one "
+                                 "element is ambiguous; use fd.where or .value.any()")
+            return bool(self.aval.reshape(-1)[0])
+        cdef bint out = self.v != 0.0
+        _guard(self, "!=", 0.0, out)
+        return out
+
+    # -- arithmetic ------------------------------------------------------------------
+
+    def __add__(self, other):
+        return binary_op(FAD_ADD, self, other)
+
+    def __radd__(self, other):
+        return binary_op(FAD_ADD, other, self)
+
+    def __sub__(self, other):
+        return binary_op(FAD_SUB, self, other)
+
+    def __rsub__(self, other):
+        return binary_op(FAD_SUB, other, self)
+
+    def __mul__(self, other):
+        return binary_op(FAD_MUL, self, other)
+
+    def __rmul__(self, other):
+        return binary_op(FAD_MUL, other, self)
+
+    def __truediv__(self, other):
+        return binary_op(FAD_DIV, self, other)
+
+    def __rtruediv__(self, other):
+        return binary_op(FAD_DIV, other, self)
+
+    def __floordiv__(self, other):
+        return binary_op(FAD_FLOORDIV, self, other)
+
+    def __rfloordiv__(self, other):
+        return binary_op(FAD_FLOORDIV, other, self)
+
+    def __mod__(self, other):
+        return binary_op(FAD_MOD, self, other)
+
+    def __rmod__(self, other):
+        return binary_op(FAD_MOD, other, self)
+
+    def __pow__(self, other, mod):
+        if mod is not None:
+            raise TypeError("pow() with a modulus is not supported for Vars")
+        # x ** 2 is by far the most common power: record it as square (exact, cheaper)
+        if (type(other) is int or type(other) is float) and other == 2:
+            return unary_op(FAD_SQUARE, self)
+        return binary_op(FAD_POW, self, other)
+
+    def __rpow__(self, other, mod):
+        if mod is not None:
+            raise TypeError("pow() with a modulus is not supported for Vars")
+        return binary_op(FAD_POW, other, self)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
+
+    def __neg__(self):
+        return unary_op(FAD_NEG, self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return unary_op(FAD_ABS, self)
+
+    # -- comparisons: plain values out, a guard recorded -------------------------
+
+    def __richcmp__(self, other, int opcode):
+        return compare(self, other, opcode)
+
+    # -- NumPy interoperation -----------------------------------------------------
+
+    __array_priority__ = 1000
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if _numpy_hook is None:
+            return NotImplemented
+        return _numpy_hook.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        if _numpy_hook is None:
+            return NotImplemented
+        return _numpy_hook.array_function(func, types, args, kwargs)
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(
+            "a Var cannot be converted to a plain NumPy array: that would silently "
+            "detach it from the tape. Use fastad's functions (fd.sin, fd.sum, ...) or "
+            "NumPy functions fastad supports; use .value for the numbers alone")
+
+    # -- methods mirroring ndarray -------------------------------------------------
+
+    def sum(self, axis=None, keepdims=False):
+        return sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return mean(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return reshape(self, shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return transpose(self, axes or None)
+
+    def dot(self, other):
+        return dot(self, other)
+
+
+# The numpy-dispatch implementation registers itself (fastad._numpy_dispatch).
+_numpy_hook = None
+
+
+def _register_numpy_hook(hook):
+    global _numpy_hook
+    _numpy_hook = hook
+
+
+# ----------------------------------------------------------------------------------
+# Guards
+
+_COMPARE_NAMES = {0: "<", 1: "<=", 2: "==", 3: "!=", 4: ">", 5: ">="}
+
+
+cdef _guard(Var x, str kind, object other, object outcome):
+    """Record that Python looked at x's value (compared it, or took it out)."""
+    frame = sys._getframe(0)
+    # skip fastad's own Python frames so the guard names the user's line
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("fastad"):
+        frame = frame.f_back
+    where = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("?", 0)
+    if type(other) is Var:
+        b_slot, const = (<Var>other).slot, 0.0
+    else:
+        b_slot, const = -1, (0.0 if other is None else float(other))
+    x.tape.guards.append((kind, x.slot, b_slot, const, outcome, where))
+
+
+cdef object compare(object x, object y, int opcode):
+    cdef Var vx, vy
+    cdef double a, b
+    if type(x) is Var and (<Var>x).shape_ is None:
+        vx = <Var>x
+        vx.tape.check_var(vx)
+        a = vx.v
+        if type(y) is Var:
+            vy = <Var>y
+            vx.tape.check_var(vy)
+            if vy.shape_ is not None:
+                return _compare_values(a, vy.aval, opcode)
+            b = vy.v
+        else:
+            yv = _as_operand(y, "other")
+            if type(yv) is not float:
+                return _compare_values(a, yv, opcode)
+            b = yv
+        out = _compare_values(a, b, opcode)
+        _guard(vx, _COMPARE_NAMES[opcode], y, out)
+        return out
+    # array Var: elementwise comparison of values (no guard: used with fd.where)
+    xv = (<Var>x).aval
+    yv = y.value if type(y) is Var else y
+    return _compare_values(xv, yv, opcode)
+
+
+cdef object _compare_values(a, b, int opcode):
+    if opcode == 0:
+        return a < b
+    if opcode == 1:
+        return a <= b
+    if opcode == 2:
+        return a == b
+    if opcode == 3:
+        return a != b
+    if opcode == 4:
+        return a > b
+    return a >= b
+
+
+# ----------------------------------------------------------------------------------
+# Recording scalar ops
+
+cdef inline int _check_nan(int op, double r, double x, double y) except -1:
+    if isnan(r) and not isnan(x) and not isnan(y):
+        raise FloatingPointError(
+            "fd.debug_nans: %s produced NaN from non-NaN inputs (%r, %r)"
+            % (fad_op_name[op].decode(), x, y))
+    return 0
+
+
+cdef Var record1(int op, Var x):
+    """Record op(x) for a scalar Var x."""
+    cdef Tape t = x.tape
+    cdef double dx, dy, r
+    if x.gen != t.generation:
+        t.check_var(x)
+    r = fad_eval(op, x.v, 0.0, &dx, &dy)
+    if _debug_nans:
+        _check_nan(op, r, x.v, 0.0)
+    return new_var(t, t.push(op, <int32_t>x.slot, 0, r, dx, 0.0), r)
+
+
+cdef Var record2(int op, Var x, Var y):
+    """Record op(x, y) for scalar Vars x and y of one tape."""
+    cdef Tape t = x.tape
+    cdef double dx, dy, r
+    if y.tape is not t or x.gen != t.generation or y.gen != t.generation:
+        t.check_var(x)
+        t.check_var(y)
+    r = fad_eval(op, x.v, y.v, &dx, &dy)
+    if _debug_nans:
+        _check_nan(op, r, x.v, y.v)
+    return new_var(t, t.push(op, <int32_t>x.slot, <int32_t>y.slot, r, dx, dy), r)
+
+
+cdef Var record2c(int op, Var x, double c):
+    """Record a constant-operand op (NAME_C1 or NAME_C0) of scalar Var x and c."""
+    cdef Tape t = x.tape
+    cdef double dx, dy, r
+    if x.gen != t.generation:
+        t.check_var(x)
+    r = fad_eval(op, x.v, c, &dx, &dy)
+    if _debug_nans:
+        _check_nan(op, r, x.v, c)
+    return new_var(t, t.push(op, <int32_t>x.slot, 0, r, dx, c), r)
+
+
+cdef object _as_operand(object y, str argname):
+    """A non-Var operand as a float or a float64 ndarray; TypeError otherwise."""
+    t = type(y)
+    if t is float:
+        return y
+    if t is int or t is bool:
+        return float(y)
+    if isinstance(y, float):          # numpy.float64 and other float subclasses
+        return float(y)
+    arr = as_float_array(y, argname)
+    if arr.ndim == 0:
+        return float(arr)
+    return arr
+
+
+cdef object unary_op(int op, Var x):
+    if x.shape_ is None:
+        return record1(op, x)
+    return elementwise(op, x, None)
+
+
+cdef object binary_op(int op, object x, object y):
+    """op(x, y) where at least one of x, y is a Var (called by Var's operators)."""
+    # fast paths: the scalar cases every Python loop hits
+    if type(x) is Var and (<Var>x).shape_ is None:
+        if type(y) is Var and (<Var>y).shape_ is None:
+            return record2(op, <Var>x, <Var>y)
+        if type(y) is float:
+            return record2c(op + 1, <Var>x, <double>y)
+        if type(y) is int:
+            return record2c(op + 1, <Var>x, <double>y)
+    elif type(y) is Var and (<Var>y).shape_ is None:
+        if type(x) is float:
+            return record2c(op + 2, <Var>y, <double>x)
+        if type(x) is int:
+            return record2c(op + 2, <Var>y, <double>x)
+    return _apply2(op, x, y)
+
+
+# ----------------------------------------------------------------------------------
+# Dispatch of math functions over float / ndarray / Var / Dual
+
+cdef object _plain1(int op, object x):
+    cdef double dx, dy
+    if type(x) is float or type(x) is int or type(x) is bool or isinstance(x, float):
+        return fad_eval(op, <double>x, 0.0, &dx, &dy)
+    arr = as_float_array(x, "x")
+    out = np.empty(arr.shape, dtype=np.float64)
+    cdef double[::1] src = np.ascontiguousarray(arr).ravel()
+    cdef double[::1] dst = out.reshape(-1)
+    cdef Py_ssize_t k
+    for k in range(src.shape[0]):
+        dst[k] = fad_eval(op, src[k], 0.0, &dx, &dy)
+    if arr.ndim == 0:
+        return float(out)
+    return out
+
+
+cdef object _plain2(int op, object x, object y):
+    cdef double dx, dy
+    xs = _as_operand(x, "x")
+    ys = _as_operand(y, "y")
+    if type(xs) is float and type(ys) is float:
+        return fad_eval(op, <double>xs, <double>ys, &dx, &dy)
+    bx, by = np.broadcast_arrays(np.asarray(xs, dtype=np.float64),
+                                 np.asarray(ys, dtype=np.float64))
+    out = np.empty(bx.shape, dtype=np.float64)
+    cdef double[::1] a = np.ascontiguousarray(bx).ravel()
+    cdef double[::1] b = np.ascontiguousarray(by).ravel()
+    cdef double[::1] dst = out.reshape(-1)
+    cdef Py_ssize_t k
+    for k in range(a.shape[0]):
+        dst[k] = fad_eval(op, a[k], b[k], &dx, &dy)
+    return out
+
+
+def _apply1(int op, x):
+    """Apply unary op `op` to a float, an array, a Var or a Dual."""
+    if type(x) is Var:
+        return unary_op(op, <Var>x)
+    if _dual_type is not None and type(x) is _dual_type:
+        return _dual_apply1(op, x)
+    return _plain1(op, x)
+
+
+def _apply2(int op, x, y):
+    """Apply binary op `op` to floats, arrays, Vars or Duals (with broadcasting)."""
+    tx, ty = type(x), type(y)
+    if tx is Var or ty is Var:
+        if (tx is Var and (<Var>x).shape_ is None and ty is Var
+                and (<Var>y).shape_ is None):
+            return record2(op, <Var>x, <Var>y)
+        if tx is Var and (<Var>x).shape_ is None and ty is not Var:
+            yv = _as_operand(y, "y")
+            if type(yv) is float:
+                return record2c(op + 1, <Var>x, <double>yv)
+            return elementwise(op, x, yv)
+        if ty is Var and (<Var>y).shape_ is None and tx is not Var:
+            xv = _as_operand(x, "x")
+            if type(xv) is float:
+                return record2c(op + 2, <Var>y, <double>xv)
+            return elementwise(op, xv, y)
+        if tx is not Var:
+            x = _as_operand(x, "x")
+        if ty is not Var:
+            y = _as_operand(y, "y")
+        return elementwise(op, x, y)
+    if _dual_type is not None and (tx is _dual_type or ty is _dual_type):
+        return _dual_apply2(op, x, y)
+    return _plain2(op, x, y)
+
+
+# ----------------------------------------------------------------------------------
+# Arrays as blocks of scalar slots
+
+cdef object slot_index(Var x):
+    """The tape slot of every element of array Var x, as an int64 array of x's shape."""
+    return np.arange(x.slot, x.slot + x.aval.size, dtype=np.int64).reshape(x.shape_)
+
+
+cdef object elementwise(int op, object x, object y):
+    """op applied elementwise with broadcasting; x, y are Vars or float/ndarray.
+
+    Records one scalar op per output element from a C loop: the result is an array
+    Var whose block holds those slots.  y is None for a unary op.
+    """
+    cdef Tape t = None
+    cdef Var vx, vy
+    cdef bint x_var = type(x) is Var, y_var = type(y) is Var
+    if x_var:
+        vx = <Var>x
+        t = vx.tape
+        t.check_var(vx)
+    if y_var:
+        vy = <Var>y
+        if t is None:
+            t = vy.tape
+        t.check_var(vy)
+    # slot indices of Var operands, values of constant operands
+    xi = (slot_index(vx) if vx.shape_ is not None else np.int64(vx.slot)) if x_var \
+        else np.asarray(x, dtype=np.float64)
+    if y is None:
+        yi = np.float64(0.0)
+    elif y_var:
+        yi = slot_index(vy) if vy.shape_ is not None else np.int64(vy.slot)
+    else:
+        yi = np.asarray(y, dtype=np.float64)
+    bx, by = np.broadcast_arrays(xi, yi)
+    shape = bx.shape
+    cdef Py_ssize_t m = bx.size, k
+    cdef int code
+    if y is None:
+        code = op
+    elif x_var and y_var:
+        code = op
+    elif x_var:
+        code = op + 1
+    else:
+        code = op + 2
+    t.reserve(m)
+    cdef Py_ssize_t base = t.n
+    cdef double r, dx, dy, c
+    cdef int32_t sa, sb
+    cdef long long[::1] ia, ib
+    cdef double[::1] ca
+    kind = fad_op_kind[code]
+    if kind == FAD_KIND_BINARY:
+        ia = np.ascontiguousarray(bx, dtype=np.int64).ravel()
+        ib = np.ascontiguousarray(by, dtype=np.int64).ravel()
+        for k in range(m):
+            sa = <int32_t>ia[k]
+            sb = <int32_t>ib[k]
+            r = fad_eval(code, t.val[sa], t.val[sb], &dx, &dy)
+            t.push(code, sa, sb, r, dx, dy)
+    else:
+        # one Var operand (index array) and one constant operand (value array)
+        if x_var:
+            ia = np.ascontiguousarray(bx, dtype=np.int64).ravel()
+            ca = np.ascontiguousarray(by, dtype=np.float64).ravel()
+        else:
+            ia = np.ascontiguousarray(by, dtype=np.int64).ravel()
+            ca = np.ascontiguousarray(bx, dtype=np.float64).ravel()
+        for k in range(m):
+            sa = <int32_t>ia[k]
+            c = ca[k]
+            r = fad_eval(code, t.val[sa], c, &dx, &dy)
+            t.push(code, sa, 0, r, dx, (c if kind == FAD_KIND_CONST else 0.0))
+    value = np.array(<double[:m]>(t.val + base)) if m else np.zeros(0)
+    if _debug_nans and m:
+        _check_block_nan(code, t, base, m)
+    return new_array_var(t, base, value.reshape(shape))
+
+
+cdef int _check_block_nan(int op, Tape t, Py_ssize_t base, Py_ssize_t m) except -1:
+    cdef Py_ssize_t k
+    cdef int kind = fad_op_kind[op]
+    cdef double x, y
+    for k in range(base, base + m):
+        x = t.val[t.arg_a[k]]
+        y = t.val[t.arg_b[k]] if kind == FAD_KIND_BINARY else t.db[k]
+        _check_nan(op, t.val[k], x, 0.0 if kind == FAD_KIND_UNARY else y)
+    return 0
+
+
+cdef Var gather(Var x, object flat_index):
+    """A new array Var copying the elements of x at `flat_index` (its shape)."""
+    return copy_block(x.tape, x.slot + np.asarray(flat_index, dtype=np.int64), 0.0)
+
+
+def getitem(Var x, key):
+    """x[key]: a scalar Var for one element, else an array Var (a copy)."""
+    x.tape.check_var(x)
+    if x.shape_ is None:
+        raise TypeError("a scalar Var cannot be indexed")
+    cdef Py_ssize_t i, n
+    if type(key) is int and len(x.shape_) == 1:
+        i = key
+        n = x.shape_[0]
+        if i < 0:
+            i += n
+        if i < 0 or i >= n:
+            raise IndexError("index %d is out of bounds for axis 0 with size %d"
+                             % (key, n))
+        return new_var(x.tape, x.slot + i, x.aval[i])
+    if type(key) is Var:
+        key = key.__index__()
+    elif type(key) is tuple:
+        key = tuple(k.__index__() if type(k) is Var else k for k in key)
+    flat = np.arange(x.aval.size, dtype=np.int64).reshape(x.shape_)[key]
+    if flat.ndim == 0:
+        i = int(flat)
+        return new_var(x.tape, x.slot + i, x.aval.reshape(-1)[i])
+    return gather(x, flat)
+
+
+def stack(items, axis=0):
+    """An array Var (or ndarray) from a sequence of scalars, Vars and arrays."""
+    items = list(items)
+    if not items:
+        raise ValueError("stack: need at least one item")
+    cdef Tape t = None
+    for it in items:
+        if type(it) is Var:
+            (<Var>it).tape.check_var(<Var>it)
+            if t is None:
+                t = (<Var>it).tape
+            elif (<Var>it).tape is not t:
+                t.check_var(<Var>it)
+    if t is None:
+        return np.stack([as_float_array(it, "items") for it in items], axis=axis)
+    parts = [it if type(it) is Var else _as_operand(it, "items") for it in items]
+    shapes = {(() if type(p) is not Var else (<Var>p).shape) if type(p) is not np.ndarray
+              else p.shape for p in parts}
+    if len(shapes) != 1:
+        raise ValueError("stack: all items must have the same shape, got %s"
+                         % sorted(shapes))
+    # build, per output element, either a source slot (copy) or a constant
+    cdef Py_ssize_t k, m
+    srcs = []
+    for p in parts:
+        if type(p) is Var:
+            if (<Var>p).shape_ is None:
+                srcs.append(np.array((<Var>p).slot, dtype=np.int64))
+            else:
+                srcs.append(slot_index(<Var>p))
+        else:
+            srcs.append(-1 - np.zeros(np.shape(p), dtype=np.int64))
+    consts = [np.zeros(np.shape(p)) if type(p) is Var else np.asarray(p, dtype=np.float64)
+              for p in parts]
+    slots = np.stack(srcs, axis=axis)
+    cvals = np.stack(consts, axis=axis)
+    return copy_block(t, slots, cvals)
+
+
+cdef Var copy_block(Tape t, object slots, object consts):
+    """An array Var of shape slots.shape: element k copies slot slots[k], or is the
+    constant consts[k] where slots[k] < 0."""
+    cdef long long[::1] s = np.ascontiguousarray(slots, dtype=np.int64).ravel()
+    cdef double[::1] c = np.ascontiguousarray(
+        np.broadcast_to(consts, np.shape(slots)), dtype=np.float64).ravel()
+    cdef Py_ssize_t m = s.shape[0], k
+    t.reserve(m)
+    cdef Py_ssize_t base = t.n
+    for k in range(m):
+        if s[k] >= 0:
+            t.push(FAD_COPY, <int32_t>s[k], 0, t.val[s[k]], 1.0, 0.0)
+        else:
+            t.push(FAD_CONST, 0, 0, c[k], 0.0, 0.0)
+    value = np.array(<double[:m]>(t.val + base)) if m else np.zeros(0)
+    return new_array_var(t, base, value.reshape(np.shape(slots)))
+
+
+def where(cond, x, y):
+    """Elementwise x where cond else y (cond: bool or bool array), like numpy.where.
+
+    The gradient flows only into the selected operand: no 0 * inf NaN from the other.
+    """
+    if type(cond) is Var:
+        cond = (<Var>cond).value
+    c = np.asarray(cond)
+    if type(x) is not Var and type(y) is not Var:
+        out = np.where(c, as_float_array(x, "x"), as_float_array(y, "y"))
+        return float(out) if out.ndim == 0 else out
+    if c.ndim == 0 and np.ndim(x.value if type(x) is Var else x) == 0 and \
+            np.ndim(y.value if type(y) is Var else y) == 0:
+        picked = x if c else y
+        return picked if type(picked) is Var else float(picked)
+    cdef Tape t = (<Var>x).tape if type(x) is Var else (<Var>y).tape
+    parts = []
+    for p, name in ((x, "x"), (y, "y")):
+        if type(p) is Var:
+            t.check_var(<Var>p)
+            if (<Var>p).shape_ is None:
+                parts.append((np.array((<Var>p).slot, dtype=np.int64), np.zeros(())))
+            else:
+                parts.append((slot_index(<Var>p), np.zeros((<Var>p).shape_)))
+        else:
+            v = as_float_array(p, name)
+            parts.append((np.full(v.shape, -1, dtype=np.int64), v))
+    c, sx, sy, cx, cy = np.broadcast_arrays(c.astype(bool), parts[0][0], parts[1][0],
+                                            parts[0][1], parts[1][1])
+    return copy_block(t, np.where(c, sx, sy), np.where(c, cx, cy))
+
+
+def array(obj):
+    """fd.array: an array Var from (nested) lists of scalar Vars and numbers."""
+    if type(obj) is Var:
+        return obj
+    if isinstance(obj, (list, tuple)):
+        if any(isinstance(o, (list, tuple)) or (type(o) is Var and (<Var>o).shape_ is not None)
+               for o in obj):
+            return stack([array(o) for o in obj])
+        return stack(obj)
+    return as_float_array(obj, "obj")
+
+
+# ----------------------------------------------------------------------------------
+# Reductions and shape ops built from scalar slots
+
+cdef object _chain_reduce(Tape t, int op, object slots2d, object shape):
+    """Reduce each row of slots2d (int64, shape (m, k)) with binary op `op`."""
+    cdef long long[:, ::1] s = np.ascontiguousarray(slots2d, dtype=np.int64)
+    cdef Py_ssize_t m = s.shape[0], k = s.shape[1], i, j
+    cdef double r, dx, dy
+    cdef int32_t acc
+    out_slots = np.empty(m, dtype=np.int64)
+    cdef long long[::1] o = out_slots
+    t.reserve(m * max(k, 1))
+    for i in range(m):
+        if k == 0:
+            r = 0.0 if op == FAD_ADD else 1.0
+            o[i] = t.push(FAD_CONST, 0, 0, r, 0.0, 0.0)
+            continue
+        acc = <int32_t>s[i, 0]
+        for j in range(1, k):
+            r = fad_eval(op, t.val[acc], t.val[s[i, j]], &dx, &dy)
+            acc = <int32_t>t.push(op, acc, <int32_t>s[i, j], r, dx, dy)
+        o[i] = acc
+    return out_slots
+
+
+def _reduce(int op, Var x, axis, keepdims):
+    cdef Tape t = x.tape
+    t.check_var(x)
+    if x.shape_ is None:
+        return x
+    idx = slot_index(x)
+    nd = idx.ndim
+    if axis is None:
+        axes = tuple(range(nd))
+    elif isinstance(axis, (tuple, list)):
+        axes = tuple(a % nd for a in axis)
+    else:
+        axes = (int(axis) % nd,)
+    keep = [a for a in range(nd) if a not in axes]
+    moved = np.transpose(idx, keep + list(axes))
+    out_shape = tuple(idx.shape[a] for a in keep)
+    rows = moved.reshape(int(np.prod(out_shape, dtype=np.int64)), -1) if moved.size \
+        else np.zeros((int(np.prod(out_shape, dtype=np.int64)), 0), dtype=np.int64)
+    out_slots = _chain_reduce(t, op, rows, out_shape)
+    if keepdims:
+        out_shape = tuple(1 if a in axes else idx.shape[a] for a in range(nd))
+    if len(out_shape) == 0:
+        s = int(out_slots[0])
+        return new_var(t, s, t.val[s])
+    return copy_block(t, out_slots.reshape(out_shape), 0.0)
+
+
+def sum(x, axis=None, keepdims=False):
+    """Sum of the elements (over `axis`), like numpy.sum."""
+    if type(x) is Var:
+        return _reduce(FAD_ADD, <Var>x, axis, keepdims)
+    if isinstance(x, (list, tuple)) and any(type(e) is Var for e in x):
+        return sum(stack(x), axis=axis, keepdims=keepdims)
+    if _dual_type is not None and type(x) is _dual_type:
+        return x.sum(axis=axis, keepdims=keepdims)
+    out = np.sum(as_float_array(x, "x"), axis=axis, keepdims=keepdims)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def prod(x, axis=None, keepdims=False):
+    """Product of the elements (over `axis`), like numpy.prod."""
+    if type(x) is Var:
+        return _reduce(FAD_MUL, <Var>x, axis, keepdims)
+    if isinstance(x, (list, tuple)) and any(type(e) is Var for e in x):
+        return prod(stack(x), axis=axis, keepdims=keepdims)
+    out = np.prod(as_float_array(x, "x"), axis=axis, keepdims=keepdims)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def mean(x, axis=None, keepdims=False):
+    """Mean of the elements (over `axis`), like numpy.mean."""
+    if type(x) is Var or (isinstance(x, (list, tuple)) and any(type(e) is Var for e in x)):
+        if type(x) is not Var:
+            x = stack(x)
+        if (<Var>x).shape_ is None:
+            return x
+        shape = (<Var>x).shape_
+        if axis is None:
+            count = (<Var>x).aval.size
+        else:
+            axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+            count = int(np.prod([shape[a] for a in axes]))
+        return sum(x, axis=axis, keepdims=keepdims) / float(count)
+    out = np.mean(as_float_array(x, "x"), axis=axis, keepdims=keepdims)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def reshape(x, shape):
+    """x with a new shape (a copy on the tape for a Var)."""
+    if type(x) is Var:
+        vx = <Var>x
+        vx.tape.check_var(vx)
+        idx = np.arange(vx.size, dtype=np.int64).reshape(vx.shape).reshape(shape)
+        if vx.shape_ is None and idx.ndim == 0:
+            return x
+        if idx.ndim == 0:
+            return vx[(0,) * vx.ndim]
+        return gather(vx, idx)
+    return np.reshape(as_float_array(x, "x"), shape)
+
+
+def transpose(x, axes=None):
+    """Permute the axes (reverse them by default), like numpy.transpose."""
+    if type(x) is Var:
+        vx = <Var>x
+        if vx.shape_ is None:
+            return x
+        idx = np.arange(vx.size, dtype=np.int64).reshape(vx.shape_).transpose(axes)
+        return gather(vx, idx)
+    return np.transpose(as_float_array(x, "x"), axes)
+
+
+def concatenate(arrays, axis=0):
+    """Join arrays along an existing axis, like numpy.concatenate."""
+    arrays = list(arrays)
+    if not any(type(a) is Var for a in arrays):
+        return np.concatenate([as_float_array(a, "arrays") for a in arrays], axis=axis)
+    cdef Tape t = None
+    slots, consts = [], []
+    for a in arrays:
+        if type(a) is Var:
+            va = <Var>a
+            if t is None:
+                t = va.tape
+            t.check_var(va)
+            if va.shape_ is None:
+                raise ValueError("concatenate: zero-dimensional Vars cannot be "
+                                 "concatenated")
+            slots.append(slot_index(va))
+            consts.append(np.zeros(va.shape_))
+        else:
+            c = as_float_array(a, "arrays")
+            slots.append(np.full(c.shape, -1, dtype=np.int64))
+            consts.append(c)
+    return copy_block(t, np.concatenate(slots, axis=axis),
+                      np.concatenate(consts, axis=axis))
+
+
+def matmul(a, b):
+    """Matrix product (the @ operator).  Array ops arrive with fastad._arrays."""
+    if _array_ops is not None:
+        return _array_ops.matmul(a, b)
+    if type(a) is not Var and type(b) is not Var:
+        return np.matmul(as_float_array(a, "a"), as_float_array(b, "b"))
+    # fallback: contraction built from scalar slots
+    return _matmul_scalar(a, b)
+
+
+def dot(a, b):
+    """Dot product, like numpy.dot."""
+    if _array_ops is not None:
+        return _array_ops.dot(a, b)
+    if type(a) is not Var and type(b) is not Var:
+        out = np.dot(as_float_array(a, "a"), as_float_array(b, "b"))
+        return float(out) if np.ndim(out) == 0 else out
+    if np.ndim(a.value if type(a) is Var else a) == 0 or \
+            np.ndim(b.value if type(b) is Var else b) == 0:
+        return _apply2(FAD_MUL, a, b)
+    return _matmul_scalar(a, b)
+
+
+cdef object _matmul_scalar(a, b):
+    """a @ b for 1-D/2-D operands, as multiply then sum over the shared axis."""
+    av = a if type(a) is Var else as_float_array(a, "a")
+    bv = b if type(b) is Var else as_float_array(b, "b")
+    an = len(av.shape)
+    bn = len(bv.shape)
+    if an == 1 and bn == 1:
+        return sum(_apply2(FAD_MUL, av, bv))
+    if an == 2 and bn == 1:
+        return sum(_apply2(FAD_MUL, av, reshape(bv, (1, -1))), axis=1)
+    if an == 1 and bn == 2:
+        return sum(_apply2(FAD_MUL, reshape(av, (-1, 1)), bv), axis=0)
+    if an == 2 and bn == 2:
+        return sum(_apply2(FAD_MUL, reshape(av, (av.shape[0], av.shape[1], 1)),
+                           reshape(bv, (1, bv.shape[0], bv.shape[1]))), axis=1)
+    raise ValueError("matmul: operands must be 1-D or 2-D, got shapes %s and %s"
+                     % (av.shape, bv.shape))
+
+
+# fastad._arrays registers vectorised kernels for the array ops (matmul, ...).
+_array_ops = None
+
+
+def _register_array_ops(ops):
+    global _array_ops
+    _array_ops = ops
+
+
+# ----------------------------------------------------------------------------------
+# Helpers for tests of the internals (never part of the public API)
+
+def _test_op_table():
+    """(code, name, kind) for every scalar op code, in enum order."""
+    return [(i, fad_op_name[i].decode(), fad_op_kind[i]) for i in range(FAD_NUM_SCALAR_OPS)]
+
+
+def _test_eval(int op, double x, double y):
+    """fad_eval and fad_second at (x, y): (value, dx, dy, dxx, dxy, dyy)."""
+    cdef double dx, dy, dxx, dxy, dyy
+    r = fad_eval(op, x, y, &dx, &dy)
+    fad_second(op, x, y, r, &dxx, &dxy, &dyy)
+    return r, dx, dy, dxx, dxy, dyy
+
+
+def _test_slot(Var v):
+    return v.slot

@@ -1,0 +1,55 @@
+"""Build the Cython extensions.  Everything else is in pyproject.toml.
+
+FASTAD_DEBUG=1 turns on bounds checking and Cython's annotated HTML;
+FASTAD_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer.
+"""
+import os
+import subprocess
+import sys
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODULES = ["_tape"]
+
+# The Python side of the op table is generated from csrc/fastad_ops.h.
+subprocess.check_call([sys.executable, os.path.join(HERE, "tools", "gen_ops.py")])
+
+debug = os.environ.get("FASTAD_DEBUG") == "1"
+sanitize = os.environ.get("FASTAD_SANITIZE") == "1"
+
+compile_args = ["-O3" if not sanitize else "-O1", "-fno-math-errno"]
+link_args = []
+if sanitize:
+    flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+    compile_args += flags
+    link_args += flags
+
+extensions = [
+    Extension(
+        "fastad." + name,
+        ["fastad/%s.pyx" % name],
+        include_dirs=["csrc", numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+    for name in MODULES
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": debug,
+            "wraparound": debug,
+            "cdivision": True,
+            "embedsignature": True,
+            "initializedcheck": debug,
+        },
+        annotate=debug,
+    ),
+)
