@@ -67,3 +67,11 @@ cdef Var new_array_var(Tape t, Py_ssize_t base, object value)
 cdef void sweep_scalar(const int32_t *a, const int32_t *b, const double *da,
                        const double *db, double *adj,
                        Py_ssize_t hi, Py_ssize_t lo) noexcept nogil
+cdef object as_float_array(object value, str argname)
+cdef object slot_index(Var x)
+cdef object elementwise(int op, object x, object y)
+cdef Var copy_block(Tape t, object slots, object consts)
+cdef Var leaf_block(Tape t, object arr, uint8_t op)
+cdef Var record1(int op, Var x)
+cdef Var record2(int op, Var x, Var y)
+cdef Var record2c(int op, Var x, double c)

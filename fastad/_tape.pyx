@@ -440,7 +440,7 @@ cdef object _read_adjoint(double *adj, Var s, Py_ssize_t hi):
 # ----------------------------------------------------------------------------------
 # Var
 
-cdef inline Var new_var(Tape t, Py_ssize_t slot, double v):
+cdef Var new_var(Tape t, Py_ssize_t slot, double v):
     cdef Var r = Var.__new__(Var)
     r.tape = t
     r.slot = slot
