@@ -539,6 +539,14 @@ cdef class Var:
         return (self[i] for i in range(self.shape_[0]))
 
     def __getitem__(self, key):
+        # fast path for x[i] on a 1-D array: the element's own slot, nothing recorded
+        cdef Py_ssize_t i, n
+        if type(key) is int and self.shape_ is not None and len(self.shape_) == 1 \
+                and self.gen == self.tape.generation:
+            i = key
+            n = self.shape_[0]
+            if 0 <= i < n:
+                return new_var(self.tape, self.slot + i, self.tape.val[self.slot + i])
         return getitem(self, key)
 
     def __setitem__(self, key, value):
