@@ -1103,7 +1103,7 @@ cdef Var copy_block(Tape t, object slots, object consts):
     """An array Var of shape slots.shape: element k copies slot slots[k], or is the
     constant consts[k] where slots[k] < 0."""
     cdef long long[::1] s = np.ascontiguousarray(slots, dtype=np.int64).ravel()
-    cdef double[::1] c = np.ascontiguousarray(
+    cdef const double[::1] c = np.ascontiguousarray(  # const: broadcast views are read-only
         np.broadcast_to(consts, np.shape(slots)), dtype=np.float64).ravel()
     cdef Py_ssize_t m = s.shape[0], k
     t.reserve(m)
