@@ -16,6 +16,8 @@ from fastad._tape import (
 from fastad._tape import abs as _abs_op
 from fastad._math import clip, where, logsumexp
 from fastad._functional import grad, value_and_grad, check_grad, debug_nans
+from fastad import optim, nn
+from fastad._minimize import minimize
 
 abs = _abs_op
 
@@ -30,4 +32,5 @@ __all__ = [
     "maximum", "minimum", "clip", "where", "floor", "ceil", "erf", "erfc", "sigmoid",
     "relu", "softplus", "logsumexp", "sum", "mean", "prod", "dot", "matmul", "stack",
     "array", "reshape", "transpose", "concatenate",
+    "optim", "nn", "minimize",
 ]
