@@ -483,7 +483,7 @@ cdef object as_float_array(object value, str argname):
 
 cdef Var leaf_block(Tape t, object arr, uint8_t op):
     """An array Var of fresh leaves (op FAD_VAR or FAD_PARAM) holding `arr`."""
-    cdef double[::1] flat = np.ascontiguousarray(arr, dtype=np.float64).ravel()
+    cdef const double[::1] flat = np.ascontiguousarray(arr, dtype=np.float64).ravel()
     cdef Py_ssize_t m = flat.shape[0], k
     t.reserve(m)
     cdef Py_ssize_t base = t.n
@@ -873,7 +873,7 @@ cdef object _plain1(int op, object x):
         return fad_eval(op, <double>x, 0.0, &dx, &dy)
     arr = as_float_array(x, "x")
     out = np.empty(arr.shape, dtype=np.float64)
-    cdef double[::1] src = np.ascontiguousarray(arr).ravel()
+    cdef const double[::1] src = np.ascontiguousarray(arr).ravel()  # const: inputs may be read-only
     cdef double[::1] dst = out.reshape(-1)
     cdef Py_ssize_t k
     for k in range(src.shape[0]):
@@ -892,8 +892,8 @@ cdef object _plain2(int op, object x, object y):
     bx, by = np.broadcast_arrays(np.asarray(xs, dtype=np.float64),
                                  np.asarray(ys, dtype=np.float64))
     out = np.empty(bx.shape, dtype=np.float64)
-    cdef double[::1] a = np.ascontiguousarray(bx).ravel()
-    cdef double[::1] b = np.ascontiguousarray(by).ravel()
+    cdef const double[::1] a = np.ascontiguousarray(bx).ravel()  # const: inputs may be read-only
+    cdef const double[::1] b = np.ascontiguousarray(by).ravel()
     cdef double[::1] dst = out.reshape(-1)
     cdef Py_ssize_t k
     for k in range(a.shape[0]):
@@ -988,8 +988,8 @@ cdef object elementwise(int op, object x, object y):
     cdef Py_ssize_t base = t.n
     cdef double r, dx, dy, c
     cdef int32_t sa, sb
-    cdef long long[::1] ia, ib
-    cdef double[::1] ca
+    cdef const long long[::1] ia, ib   # const: operands may be read-only views
+    cdef const double[::1] ca
     kind = fad_op_kind[code]
     if kind == FAD_KIND_BINARY:
         ia = np.ascontiguousarray(bx, dtype=np.int64).ravel()
