@@ -724,6 +724,9 @@ _COMPARE_NAMES = {0: "<", 1: "<=", 2: "==", 3: "!=", 4: ">", 5: ">="}
 
 cdef _guard(Var x, str kind, object other, object outcome):
     """Record that Python looked at x's value (compared it, or took it out)."""
+    # A stale Var's slot means something else after reset(): a guard on it would
+    # corrupt the guards of whatever is recorded now, so it is an error like any use.
+    x.tape.check_var(x)
     frame = sys._getframe(0)
     # skip fastad's own Python frames so the guard names the user's line
     while frame is not None and frame.f_globals.get("__name__", "").startswith("fastad"):
