@@ -16,6 +16,8 @@ from fastad._tape import (
 from fastad._tape import abs as _abs_op
 from fastad._math import clip, where, logsumexp
 from fastad._functional import grad, value_and_grad, check_grad, debug_nans
+from fastad._dual import Dual
+from fastad._forward import jvp, vjp, jacobian, hessian, hvp, derivative
 from fastad import optim, nn
 from fastad._minimize import minimize
 
@@ -26,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape", "Var",
     "grad", "value_and_grad", "check_grad", "debug_nans",
+    "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "derivative",
     "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh",
     "tanh", "arcsinh", "arccosh", "arctanh", "exp", "exp2", "expm1", "log", "log2",
     "log10", "log1p", "sqrt", "cbrt", "square", "abs", "sign", "hypot", "power",

@@ -1,0 +1,390 @@
+"""Forward mode and second order: fd.jvp, fd.vjp, fd.jacobian, fd.hessian, fd.hvp,
+fd.derivative.
+
+Everything except fd.derivative records f once on a tape and then sweeps the
+recording in C (fastad._second): tangent sweeps for forward mode, reverse sweeps
+for vjp, forward-over-reverse sweeps for Hessians.  fd.derivative evaluates f on a
+Dual number (forward mode without a tape).
+"""
+import numbers
+
+import numpy as np
+
+from fastad._dual import Dual
+from fastad._errors import TapeError
+from fastad._functional import (_args_to_vars, _leaf_to_var, _normalize_argnums,
+                                _scratch_tape, scalar_output)
+from fastad._pytree import tree_flatten, tree_unflatten
+from fastad._second import (hessian_sweep, hvp_sweep, jacobian_forward, reverse_sweep,
+                            tangent_sweep, var_slots)
+from fastad._tape import Tape, Var, stack
+
+__all__ = ["jvp", "vjp", "jacobian", "hessian", "hvp", "derivative"]
+
+
+def _check_callable(f, fname):
+    if not callable(f):
+        raise TypeError("%s: f must be callable, got %s" % (fname, type(f).__name__))
+
+
+def _wrap_name(fn, f, prefix):
+    fn.__name__ = "%s_%s" % (prefix, getattr(f, "__name__", "f"))
+    fn.__doc__ = getattr(f, "__doc__", None)
+    return fn
+
+
+def _leaf_slots(leaves):
+    """(concatenated input slots, [(offset, size, shape)] per leaf Var)."""
+    parts, layout, off = [], [], 0
+    for v in leaves:
+        s = var_slots(v)
+        parts.append(s)
+        layout.append((off, s.size, v.shape))
+        off += s.size
+    slots = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return slots, layout
+
+
+def _output(tape, out, fname):
+    """What f returned, as (value, flat slots or None for a constant, shape).
+
+    A Var (scalar or array), a number, an ndarray, or a list/tuple of scalar Vars
+    and numbers (stacked into a 1-D output).
+    """
+    if isinstance(out, (list, tuple)) and any(type(e) is Var for e in tree_flatten(out)[0]):
+        try:
+            out = stack([stack(e) if isinstance(e, (list, tuple)) else e for e in out])
+        except (TypeError, ValueError) as e:
+            raise TypeError("%s: f returned a list that is not an array of numbers and "
+                            "Vars (%s)" % (fname, e)) from None
+    if type(out) is Var:
+        if out.tape is not tape:
+            raise TapeError("%s: f returned a Var recorded on another tape, not one "
+                            "computed from its arguments" % fname)
+        value = out.value
+        return (float(value) if out.shape == () else np.array(value)), var_slots(out), \
+            out.shape
+    if isinstance(out, Dual):
+        raise TypeError("%s: f returned a Dual; use fd.derivative for Dual numbers, "
+                        "or return a Var" % fname)
+    if isinstance(out, (bool, np.bool_)) or out is None or isinstance(out, (str, bytes)):
+        raise TypeError("%s: f must return a number, an array or a Var, got %s"
+                        % (fname, type(out).__name__))
+    try:
+        arr = np.asarray(out)
+    except Exception:
+        arr = None
+    if arr is None or arr.dtype.kind not in "biuf":
+        raise TypeError("%s: f must return a number, an array or a Var, got %s"
+                        % (fname, type(out).__name__))
+    arr = arr.astype(np.float64)
+    return (float(arr) if arr.ndim == 0 else arr), None, arr.shape
+
+
+def _split(flat_block, layout, lead_shape, treedef):
+    """Cut the columns of a (..., total) block into one array per input leaf."""
+    pieces = []
+    for off, size, shape in layout:
+        part = flat_block[..., off:off + size].reshape(tuple(lead_shape) + tuple(shape))
+        pieces.append(float(part) if part.ndim == 0 else part)
+    return tree_unflatten(treedef, pieces)
+
+
+def _record(f, args, nums, tape, fname, kwargs):
+    """Run f on leaf Vars for args[nums]; return (out, per-argnum (leaves, treedef))."""
+    call_args, trees = _args_to_vars(tape, args, nums, fname)
+    out = f(*call_args, **kwargs)
+    return out, [tree_flatten(t) for t in trees]
+
+
+# ----------------------------------------------------------------------------------
+# jvp / vjp
+
+def _as_tuple(x, what, fname):
+    if isinstance(x, (tuple, list)):
+        return tuple(x)
+    raise TypeError("%s: %s must be a tuple (one entry per argument of f), got %s"
+                    % (fname, what, type(x).__name__))
+
+
+def jvp(f, primals, tangents):
+    """(f(*primals), J @ tangents) by forward mode (one tangent sweep of a recording).
+
+    `primals` and `tangents` are tuples with one entry per argument of f; each
+    tangent has the structure and shapes of its primal.  f returns a number, a
+    Var (scalar or array) or a list of scalars; the second result has its shape.
+    """
+    _check_callable(f, "jvp")
+    primals = _as_tuple(primals, "primals", "jvp")
+    tangents = _as_tuple(tangents, "tangents", "jvp")
+    if len(primals) != len(tangents):
+        raise ValueError("jvp: primals and tangents must have the same length, got %d "
+                         "and %d" % (len(primals), len(tangents)))
+    with _scratch_tape() as tape:
+        out, flat = _record(f, primals, range(len(primals)), tape, "jvp", {})
+        value, out_slots, shape = _output(tape, out, "jvp")
+        leaves = [v for lv, _ in flat for v in lv]
+        in_slots, layout = _leaf_slots(leaves)
+        seed = np.empty(in_slots.size)
+        k = 0
+        for i, ((lv, td), t) in enumerate(zip(flat, tangents)):
+            tl, ttd = tree_flatten(t)
+            if ttd != td:
+                raise ValueError("jvp: tangents[%d] must have the structure of "
+                                 "primals[%d]" % (i, i))
+            for v, tv in zip(lv, tl):
+                arr = _float_array(tv, "jvp: tangents[%d]" % i)
+                if arr.shape != v.shape:
+                    raise ValueError("jvp: tangents[%d] has shape %s, its primal has "
+                                     "shape %s" % (i, arr.shape, v.shape))
+                seed[k:k + arr.size] = arr.reshape(-1)
+                k += arr.size
+        if out_slots is None:
+            tan = np.zeros(shape)
+        else:
+            tan = tangent_sweep(tape, in_slots, out_slots, seed[None, :], "jvp")[0]
+            tan = tan.reshape(shape)
+    return value, (float(tan) if tan.ndim == 0 else tan)
+
+
+def _float_array(x, where):
+    if isinstance(x, (str, bytes)) or x is None or type(x) is Var or isinstance(x, Dual):
+        raise TypeError("%s must be a number or an array of numbers, got %s"
+                        % (where, type(x).__name__))
+    try:
+        arr = np.asarray(x)
+    except Exception:
+        raise TypeError("%s must be a number or an array of numbers, got %s"
+                        % (where, type(x).__name__)) from None
+    if arr.dtype.kind == "c":
+        raise TypeError("%s must be real, got complex" % where)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError("%s must be a number or an array of numbers, got %s"
+                        % (where, type(x).__name__))
+    return arr.astype(np.float64)
+
+
+def vjp(f, *primals):
+    """(f(*primals), vjp_fn): vjp_fn(cotangent) returns u^T J as a tuple with one
+    entry per primal (each of its primal's structure and shapes).
+
+    f is run and recorded once; vjp_fn sweeps the kept recording backwards, so it may
+    be called any number of times with different cotangents.
+    """
+    _check_callable(f, "vjp")
+    tape = Tape()
+    with tape:
+        out, flat = _record(f, primals, range(len(primals)), tape, "vjp", {})
+    value, out_slots, shape = _output(tape, out, "vjp")
+    leaves = [v for lv, _ in flat for v in lv]
+    in_slots, layout = _leaf_slots(leaves)
+    # per primal: (first leaf index, number of leaves, treedef)
+    groups, start = [], 0
+    for lv, td in flat:
+        groups.append((start, len(lv), td))
+        start += len(lv)
+
+    def vjp_fn(cotangent):
+        c = _float_array(cotangent, "vjp_fn: cotangent")
+        if c.shape != tuple(shape):
+            raise ValueError("vjp_fn: cotangent must have the shape of f's output %s, "
+                             "got %s" % (tuple(shape), c.shape))
+        if out_slots is None:
+            g = np.zeros(in_slots.size)
+        else:
+            g = reverse_sweep(tape, out_slots, in_slots, c.reshape(1, -1), "vjp_fn")[0]
+        result = []
+        for first, count, td in groups:
+            result.append(_split(g, layout[first:first + count], (), td))
+        return tuple(result)
+
+    vjp_fn.__name__ = "vjp_%s" % getattr(f, "__name__", "f")
+    return value, vjp_fn
+
+
+# ----------------------------------------------------------------------------------
+# jacobian
+
+def jacobian(f, argnums=0):
+    """Return a function computing the Jacobian of f w.r.t. args[argnums].
+
+    The result has shape out.shape + in.shape (a float when both are scalars); for
+    an argument that is a pytree, the same pytree of such arrays; a tuple of them
+    for a tuple `argnums`.  Forward sweeps when there are fewer inputs than outputs,
+    reverse sweeps otherwise.
+    """
+    _check_callable(f, "jacobian")
+
+    def jacobian_f(*args, **kwargs):
+        nums = _normalize_argnums(argnums, len(args), "jacobian")
+        with _scratch_tape() as tape:
+            out, flat = _record(f, args, nums, tape, "jacobian", kwargs)
+            _, out_slots, shape = _output(tape, out, "jacobian")
+            leaves = [v for lv, _ in flat for v in lv]
+            in_slots, layout = _leaf_slots(leaves)
+            p, m = int(np.prod(shape, dtype=np.int64)), in_slots.size
+            if out_slots is None:
+                J = np.zeros((p, m))
+            elif m <= p:
+                J = jacobian_forward(tape, in_slots, out_slots, fname="jacobian")
+            else:
+                J = reverse_sweep(tape, out_slots, in_slots, np.eye(p), "jacobian")
+        results, first = [], 0
+        for lv, td in flat:
+            results.append(_split(J.reshape(tuple(shape) + (m,)),
+                                  layout[first:first + len(lv)], shape, td))
+            first += len(lv)
+        return tuple(results) if isinstance(argnums, tuple) else results[0]
+
+    return _wrap_name(jacobian_f, f, "jacobian")
+
+
+# ----------------------------------------------------------------------------------
+# second order
+
+def _single_input(tape, x, fname):
+    """x (a number or an array, lists of numbers allowed) as one leaf Var."""
+    if isinstance(x, (dict, tuple)) or (isinstance(x, list) and not _numeric_list(x)):
+        raise TypeError("%s: x must be a number or an array of numbers, got %s"
+                        % (fname, type(x).__name__))
+    if isinstance(x, list):
+        x = np.asarray(x, dtype=np.float64)
+    return _leaf_to_var(tape, x, "%s: x" % fname)
+
+
+def _numeric_list(x):
+    try:
+        return np.asarray(x).dtype.kind in "biuf"
+    except Exception:
+        return False
+
+
+def hessian(f, argnums=0):
+    """Return a function computing the dense Hessian of scalar-valued f at x.
+
+    Shape x.shape + x.shape (a float for a scalar x).  One forward-over-reverse
+    sweep handles many unit directions at once, so an n-input Hessian costs a few
+    passes over the recording, not n gradients.
+    """
+    _check_callable(f, "hessian")
+    if isinstance(argnums, bool) or not isinstance(argnums, numbers.Integral):
+        raise TypeError("hessian: argnums must be an int, got %r" % (argnums,))
+
+    def hessian_f(*args, **kwargs):
+        nums = _normalize_argnums(argnums, len(args), "hessian")
+        i = nums[0]
+        with _scratch_tape() as tape:
+            xv = _single_input(tape, args[i], "hessian")
+            call = list(args)
+            call[i] = xv
+            _, target = scalar_output(f(*call, **kwargs), "hessian")
+            shape = xv.shape
+            m = xv.size
+            if target is None:
+                H = np.zeros((m, m))
+            else:
+                if target.tape is not tape:
+                    raise TapeError("hessian: f returned a Var of another tape")
+                H = hessian_sweep(tape, var_slots(xv), int(var_slots(target)[0]),
+                                  fname="hessian")[1]
+        if shape == ():
+            return float(H[0, 0])
+        return H.reshape(shape + shape)
+
+    return _wrap_name(hessian_f, f, "hessian")
+
+
+def hvp(f, argnums=0):
+    """Return a function computing H(x) @ v for scalar-valued f, without ever
+    forming H: one tangent sweep and one second-order reverse sweep.
+
+    ``fd.hvp(f)(x, v, *more_args)``; v has the shape of x, and so has the result.
+    """
+    _check_callable(f, "hvp")
+    if isinstance(argnums, bool) or not isinstance(argnums, numbers.Integral):
+        raise TypeError("hvp: argnums must be an int, got %r" % (argnums,))
+
+    def hvp_f(x, v, *args, **kwargs):
+        args = (x,) + args
+        nums = _normalize_argnums(argnums, len(args), "hvp")
+        i = nums[0]
+        vv = _float_array(v, "hvp: v")
+        with _scratch_tape() as tape:
+            xv = _single_input(tape, args[i], "hvp")
+            if vv.shape != xv.shape:
+                raise ValueError("hvp: v must have the shape of x %s, got %s"
+                                 % (xv.shape, vv.shape))
+            call = list(args)
+            call[i] = xv
+            _, target = scalar_output(f(*call, **kwargs), "hvp")
+            if target is None:
+                hv = np.zeros(xv.size)
+            else:
+                if target.tape is not tape:
+                    raise TapeError("hvp: f returned a Var of another tape")
+                hv = hvp_sweep(tape, var_slots(xv), int(var_slots(target)[0]),
+                               vv.reshape(1, -1), "hvp")[1][0]
+        if vv.shape == ():
+            return float(hv[0])
+        return hv.reshape(vv.shape)
+
+    return _wrap_name(hvp_f, f, "hvp")
+
+
+# ----------------------------------------------------------------------------------
+# derivative (Dual numbers)
+
+def _tangent_of(out, fname):
+    if isinstance(out, Dual):
+        return out.tangent
+    if type(out) is Var:
+        raise TypeError("%s: f returned a Var; fd.derivative evaluates f on a Dual "
+                        "number, so f must not create tape variables" % fname)
+    if isinstance(out, (bool, np.bool_)) or out is None or isinstance(out, (str, bytes)):
+        raise TypeError("%s: f must return a number, a Dual or an array of them, got "
+                        "%s" % (fname, type(out).__name__))
+    if isinstance(out, numbers.Real):
+        return 0.0
+    if isinstance(out, (list, tuple, np.ndarray)):
+        arr = np.asarray(out, dtype=object) if not isinstance(out, np.ndarray) else out
+        if arr.dtype.kind in "biuf":
+            return np.zeros(arr.shape)
+        if arr.dtype.kind != "O":
+            raise TypeError("%s: f returned an array of dtype %s" % (fname, arr.dtype))
+        res = np.empty(arr.shape, dtype=np.float64)
+        flat = res.reshape(-1)
+        for k, e in enumerate(arr.reshape(-1)):
+            if isinstance(e, Dual):
+                t = e.tangent
+                if type(t) is not float:
+                    raise TypeError("%s: f returned a Dual with a vector tangent" % fname)
+                flat[k] = t
+            elif isinstance(e, numbers.Real) and not isinstance(e, (bool, np.bool_)):
+                flat[k] = 0.0
+            else:
+                raise TypeError("%s: f returned an array holding %s"
+                                % (fname, type(e).__name__))
+        return res
+    raise TypeError("%s: f must return a number, a Dual or an array of them, got %s"
+                    % (fname, type(out).__name__))
+
+
+def derivative(f):
+    """Return a function computing f'(x) for a scalar x by forward mode.
+
+    f is called once, on the Dual number Dual(x, 1.0); it may return a number, a
+    Dual, or a list/array of them (the derivative then has that shape).
+    """
+    _check_callable(f, "derivative")
+
+    def derivative_f(x, *args, **kwargs):
+        if isinstance(x, (bool, np.bool_, Dual)) or type(x) is Var or \
+                not isinstance(x, (numbers.Real, np.ndarray)) or np.ndim(x) != 0:
+            raise TypeError("derivative: x must be a real number, got %s"
+                            % type(x).__name__)
+        if isinstance(x, np.ndarray) and x.dtype.kind not in "biuf":
+            raise TypeError("derivative: x must be a real number, got an array of "
+                            "dtype %s" % x.dtype)
+        return _tangent_of(f(Dual(float(x), 1.0), *args, **kwargs), "derivative")
+
+    return _wrap_name(derivative_f, f, "derivative")
