@@ -63,14 +63,22 @@ def _leaf_to_var(tape, leaf, where):
 
 
 def _args_to_vars(tape, args, nums, fname):
-    """Replace args[i] (i in nums) by pytrees of leaf Vars; return them too."""
+    """Replace args[i] (i in nums) by pytrees of leaf Vars; return them too.
+
+    An argument named twice in argnums (argnums=(0, 0), or (1, -1) for two
+    arguments) is converted once and its gradient returned twice, as in JAX.
+    """
     args = list(args)
     trees = []
+    done = {}
     for i in nums:
+        if i in done:
+            trees.append(done[i])
+            continue
         leaves, td = tree_flatten(args[i])
         vars_ = [_leaf_to_var(tape, leaf, "%s: argument %d" % (fname, i))
                  for leaf in leaves]
-        args[i] = tree_unflatten(td, vars_)
+        args[i] = done[i] = tree_unflatten(td, vars_)
         trees.append(args[i])
     return args, trees
 
