@@ -94,7 +94,7 @@ def run_torch(f, x):
     return y.item(), np.array([v.grad.item() for v in leaves])
 
 
-# name, runner, importable module it needs (None: always present), micrograd-able?
+# (row label, runner, module it needs: None for fastad itself, else skipped when missing)
 ENGINES = [
     ("fastad value_and_grad", run_fastad, None),
     ("fastad value_and_grad, x as a list", run_fastad_list, None),
