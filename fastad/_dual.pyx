@@ -35,14 +35,15 @@ cdef extern from "fastad_ops.h" nogil:
 
 
 cdef inline object _scale(double d, object t):
-    """d * t for a tangent t (float or ndarray), with 0 * anything = 0.
-
-    The absolute-zero rule of the tape sweeps: a zero tangent contributes nothing,
-    even when the partial is infinite (sqrt'(0) in a direction that does not move x)
-    -- otherwise 0 * inf would turn a clean derivative into NaN.
+    """d * t for a tangent t (float or ndarray) with the absolute-zero rule of the
+    tape sweeps: the product is 0 when either factor is 0, even if the other is inf
+    or NaN (sqrt'(0) in a direction that does not move x; a term multiplied by a
+    zero constant), so a clean derivative never turns into NaN through 0 * inf.
     """
     if type(t) is float:
-        return d * <double>t if <double>t != 0.0 else 0.0
+        return d * <double>t if (<double>t != 0.0 and d != 0.0) else 0.0
+    if d == 0.0:
+        return np.zeros(t.shape)
     if isfinite(d):
         return d * <object>t
     with np.errstate(invalid="ignore"):

@@ -34,9 +34,11 @@ cnp.import_array()
 cdef Py_ssize_t NOGIL_WORK = 20000
 
 
-cdef inline double _mz(double p, double x) noexcept nogil:
-    """p * x with the absolute-zero rule: 0 when x == 0, even if p is inf/NaN."""
-    return p * x if x != 0.0 else 0.0
+cdef inline double _az(double c, double x) noexcept nogil:
+    """c * x with the absolute-zero rule: exactly 0 when either factor is 0, even if
+    the other is inf or NaN (CppAD's azmul).  Written as a select so the compiler
+    can still vectorise the loops that use it."""
+    return 0.0 if (c == 0.0 or x == 0.0) else c * x
 
 
 # ----------------------------------------------------------------------------------
@@ -48,8 +50,8 @@ cdef void tangent_range(const uint8_t *op, const int32_t *a, const int32_t *b,
     """tan[i] = da[i] * tan[a[i]] (+ db[i] * tan[b[i]] for binary ops), i = lo..hi.
 
     Leaf slots keep their tangent (a seed, or zero).  A zero tangent contributes
-    nothing even through an infinite partial: the finite case is the fast,
-    vectorisable loop; the other one checks each term.
+    nothing even through an infinite partial, and a zero partial nothing even from
+    an infinite tangent (as in the reverse sweep, which skips zero adjoints).
     """
     cdef Py_ssize_t i, j
     cdef int o, kind
@@ -70,20 +72,12 @@ cdef void tangent_range(const uint8_t *op, const int32_t *a, const int32_t *b,
         if kind == FAD_KIND_BINARY:
             tb = tan + b[i] * k
             q = db[i]
-            if isfinite(p) and isfinite(q):
-                for j in range(k):
-                    ti[j] = p * ta[j] + q * tb[j]
-            else:
-                for j in range(k):
-                    ti[j] = _mz(p, ta[j]) + _mz(q, tb[j])
+            for j in range(k):
+                ti[j] = _az(p, ta[j]) + _az(q, tb[j])
         else:
             # UNARY, and CONST whose db field holds the constant, not a partial
-            if isfinite(p):
-                for j in range(k):
-                    ti[j] = p * ta[j]
-            else:
-                for j in range(k):
-                    ti[j] = _mz(p, ta[j])
+            for j in range(k):
+                ti[j] = _az(p, ta[j])
 
 
 cdef void second_range(const uint8_t *op, const int32_t *a, const int32_t *b,
@@ -98,7 +92,8 @@ cdef void second_range(const uint8_t *op, const int32_t *a, const int32_t *b,
     and symmetrically for y.  Unary and constant-operand ops have only the x terms
     (fad_second's dxx is the second partial in the variable for the _C0/_C1 forms).
     A slot whose adjoint and tangent-adjoints are all zero is skipped, as in the
-    first-order sweep: that keeps 0 * inf out of branches that were never selected.
+    first-order sweep, and every product uses the absolute-zero rule (_az): that
+    keeps 0 * inf out of branches that were never selected.
     """
     cdef Py_ssize_t i, j, ai, bi
     cdef int o, kind
@@ -143,29 +138,18 @@ cdef void second_range(const uint8_t *op, const int32_t *a, const int32_t *b,
             gxx = hxx * g
             gxy = hxy * g
             gyy = hyy * g
-            if isfinite(p) and isfinite(q) and isfinite(gxx) and isfinite(gxy) \
-                    and isfinite(gyy):
-                for j in range(k):
-                    s = gd[j]
-                    ca[j] += p * s + gxx * ta[j] + gxy * tb[j]
-                    cb[j] += q * s + gxy * ta[j] + gyy * tb[j]
-            else:
-                for j in range(k):
-                    s = gd[j]
-                    ca[j] += _mz(p, s) + _mz(gxx, ta[j]) + _mz(gxy, tb[j])
-                    cb[j] += _mz(q, s) + _mz(gxy, ta[j]) + _mz(gyy, tb[j])
+            for j in range(k):
+                s = gd[j]
+                ca[j] += _az(p, s) + _az(gxx, ta[j]) + _az(gxy, tb[j])
+                cb[j] += _az(q, s) + _az(gxy, ta[j]) + _az(gyy, tb[j])
         else:
             if g != 0.0:
                 y = db[i] if kind == FAD_KIND_CONST else 0.0
                 fad_second(o, val[ai], y, val[i], &hxx, &hxy, &hyy)
                 adj[ai] += p * g
             gxx = hxx * g
-            if isfinite(p) and isfinite(gxx):
-                for j in range(k):
-                    ca[j] += p * gd[j] + gxx * ta[j]
-            else:
-                for j in range(k):
-                    ca[j] += _mz(p, gd[j]) + _mz(gxx, ta[j])
+            for j in range(k):
+                ca[j] += _az(p, gd[j]) + _az(gxx, ta[j])
 
 
 # ----------------------------------------------------------------------------------
