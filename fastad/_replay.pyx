@@ -1,0 +1,629 @@
+# Replay of a recorded tape at new inputs: the engine under fd.trace.
+#
+# A trace is a Tape recorded once (fastad/_trace.py): slots 1..n_in are the
+# differentiated inputs (FAD_VAR), the next n_param slots the dynamic parameters
+# (FAD_PARAM), everything after them the recorded operations.  Replaying rewrites
+# val, da and db of every operation slot from the op table (fad_eval), exactly as
+# recording computed them, so a replayed gradient is bit for bit the gradient a fresh
+# recording would give.  Constant-operand ops (NAME_C0/NAME_C1) keep their constant
+# in db: fad_eval hands it back through *dy, so one loop body serves every kind.
+#
+# Guards (comparisons and escapes of values into Python) are copied at trace time
+# into five flat C arrays and checked after the forward pass in one C loop.
+#
+# Single calls replay into the tape's own arrays (so the tangent and second-order
+# sweeps of fastad/_second can run right after on a current tape).  Batches give
+# each thread its own val/da/db/adjoint buffers and run whole rows without the GIL.
+cimport cython
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from libc.string cimport memset, memcpy
+from libc.math cimport isnan, trunc
+from libc.stdint cimport uint8_t, int32_t, int64_t
+
+import threading
+import numpy as np
+cimport numpy as cnp
+
+from fastad._errors import TraceError
+from fastad._tape cimport (
+    Tape, Var, new_var, leaf_block, as_float_array, sweep_scalar, fad_eval, fad_op_kind,
+    FAD_VAR, FAD_PARAM, FAD_CONST, FAD_BLOCK, FAD_NUM_SCALAR_OPS,
+    FAD_KIND_LEAF, FAD_KIND_UNARY, FAD_KIND_CONST, FAD_KIND_BINARY,
+)
+
+cnp.import_array()
+
+# Replays and sweeps shorter than this keep the GIL: releasing and re-taking it
+# costs about as much as sweeping this many slots.
+cdef Py_ssize_t NOGIL_SLOTS = 4000
+
+# Compact guard kinds.  0..5 are the comparison opcodes of Python's rich compare
+# (<, <=, ==, !=, >, >=): the recorded outcome must repeat.  A value that escaped
+# into Python as a float or an index must stay the same value; one taken by int()
+# must truncate to the same integer.
+cdef enum:
+    GK_SAME = 6
+    GK_INT = 7
+
+GUARD_CODES = {"<": 0, "<=": 1, "==": 2, "!=": 3, ">": 4, ">=": 5,
+               "float": GK_SAME, "index": GK_SAME, "int": GK_INT}
+GUARD_NAMES = {0: "<", 1: "<=", 2: "==", 3: "!=", 4: ">", 5: ">="}
+
+
+cdef struct Prog:
+    # Everything a row of replay + gradient reads, as plain pointers (no GIL).
+    const uint8_t *op
+    const int32_t *a
+    const int32_t *b
+    Py_ssize_t n            # slots in use (sentinel included)
+    Py_ssize_t first        # first slot after the input and parameter leaves
+    Py_ssize_t n_in         # input slots: 1 .. n_in
+    Py_ssize_t n_param      # parameter slots: n_in + 1 .. n_in + n_param
+    Py_ssize_t out          # output slot (first of its block); -1: constant output
+    Py_ssize_t ng           # compact guards
+    const uint8_t *gk
+    const int32_t *ga
+    const int32_t *gb
+    const double *gc
+    const double *go
+
+
+cdef void forward_scalar(const uint8_t *op, const int32_t *a, const int32_t *b,
+                         double *val, double *da, double *db,
+                         Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Recompute val, da, db of slots lo .. hi-1 from their arguments' values.
+
+    Leaves keep their value (inputs and parameters were written before, constants
+    never change; FAD_BLOCK slots are written by their record's forward()).  For a
+    unary op db is 0 and fad_eval returns *dy = 0; for a constant-operand op db holds
+    the constant and fad_eval returns it unchanged through *dy.
+    """
+    cdef Py_ssize_t i
+    cdef int o, k
+    cdef double y
+    for i in range(lo, hi):
+        o = op[i]
+        k = fad_op_kind[o]
+        if k == FAD_KIND_LEAF:
+            continue
+        y = val[b[i]] if k == FAD_KIND_BINARY else db[i]
+        val[i] = fad_eval(o, val[a[i]], y, &da[i], &db[i])
+
+
+cdef inline bint _compare(int kind, double x, double y) noexcept nogil:
+    if kind == 0:
+        return x < y
+    if kind == 1:
+        return x <= y
+    if kind == 2:
+        return x == y
+    if kind == 3:
+        return x != y
+    if kind == 4:
+        return x > y
+    return x >= y
+
+
+cdef Py_ssize_t check_guards(const Prog *p, const double *val) noexcept nogil:
+    """Index of the first compact guard that no longer holds, or -1."""
+    cdef Py_ssize_t k
+    cdef int kind
+    cdef double x, y, want
+    for k in range(p.ng):
+        kind = p.gk[k]
+        x = val[p.ga[k]]
+        want = p.go[k]
+        if kind <= 5:
+            y = val[p.gb[k]] if p.gb[k] >= 0 else p.gc[k]
+            if _compare(kind, x, y) != (want != 0.0):
+                return k
+        elif kind == GK_INT:
+            if not (trunc(x) == trunc(want)):
+                return k
+        else:
+            if not (x == want or (isnan(x) and isnan(want))):
+                return k
+    return -1
+
+
+cdef Py_ssize_t run_row(const Prog *p, const double *x, const double *prm,
+                        double *val, double *da, double *db, double *adj,
+                        double *grad) noexcept nogil:
+    """Replay at inputs x and parameters prm; if grad != NULL, the gradient of the
+    scalar output into grad[0 .. n_in).  Returns -1, or the failing guard's index."""
+    cdef Py_ssize_t g, top
+    memcpy(val + 1, x, p.n_in * sizeof(double))
+    if p.n_param:
+        memcpy(val + 1 + p.n_in, prm, p.n_param * sizeof(double))
+    forward_scalar(p.op, p.a, p.b, val, da, db, p.first, p.n)
+    g = check_guards(p, val)
+    if g >= 0:
+        return g
+    if grad != NULL:
+        if p.out >= 0:
+            top = p.out if p.out > p.n_in else p.n_in
+            memset(adj, 0, (top + 1) * sizeof(double))
+            adj[p.out] = 1.0
+            sweep_scalar(p.a, p.b, da, db, adj, p.out, 1)
+            memcpy(grad, adj + 1, p.n_in * sizeof(double))
+        else:
+            memset(grad, 0, p.n_in * sizeof(double))
+    return -1
+
+
+cdef int _alloc(void **p, Py_ssize_t count, size_t itemsize) except -1:
+    p[0] = PyMem_Malloc(<size_t>max(count, 1) * itemsize)
+    if p[0] == NULL:
+        raise MemoryError("fastad.trace: no memory for %d work slots" % count)
+    return 0
+
+
+@cython.final
+cdef class Replay:
+    """One recorded path of a traced function: the tape, its input/parameter/output
+    slots and its guards, with the C loops that replay it.
+
+    fastad._trace.TracedFunction wraps one or more of these (one per path when
+    retracing); this class knows nothing of pytrees.
+    """
+    cdef readonly Tape tape
+    cdef Prog prog
+    cdef readonly Py_ssize_t n_in, n_param, out_slot, out_size
+    cdef readonly bint has_records
+    cdef readonly list guards         # the tape's guard tuples, for messages
+    cdef readonly object guard_src    # int32 ndarray: compact guard -> guards index
+    cdef readonly object guard_elem   # int64 ndarray: element within an array guard
+    cdef object g_kind, g_a, g_b, g_c, g_out   # ndarrays owning the guard storage
+    cdef object lock                  # one replay at a time on the tape's arrays
+
+    def __cinit__(self):
+        self.lock = threading.Lock()
+
+    def __init__(self, Tape tape, Py_ssize_t n_in, Py_ssize_t n_param,
+                 Py_ssize_t out_slot, Py_ssize_t out_size, guards=None, compact=None):
+        """`compact` (5 guard arrays + src + elem) is given when loading a file;
+        otherwise the guards are compacted from `guards` (the tape's list)."""
+        self.tape = tape
+        self.n_in = n_in
+        self.n_param = n_param
+        self.out_slot = out_slot
+        self.out_size = out_size
+        self.guards = list(guards if guards is not None else tape.guards)
+        self.has_records = bool(tape.records)
+        for rec in tape.records:
+            if not callable(getattr(rec, "forward", None)):
+                raise TraceError(
+                    "fd.trace: the array operation %r cannot be replayed (its tape "
+                    "record has no forward()); call the function eagerly instead"
+                    % getattr(rec, "name", type(rec).__name__))
+        if compact is None:
+            compact = compact_guards(tape, self.guards)
+        kind, ga, gb, gc, go, src, elem = compact
+        self._set_guards(kind, ga, gb, gc, go, src, elem)
+        self.prog.op = tape.op
+        self.prog.a = tape.arg_a
+        self.prog.b = tape.arg_b
+        self.prog.n = tape.n
+        self.prog.first = 1 + n_in + n_param
+        self.prog.n_in = n_in
+        self.prog.n_param = n_param
+        self.prog.out = out_slot
+
+    cdef _set_guards(self, kind, a, b, c, out, src, elem):
+        self.g_kind = np.ascontiguousarray(kind, dtype=np.uint8)
+        self.g_a = np.ascontiguousarray(a, dtype=np.int32)
+        self.g_b = np.ascontiguousarray(b, dtype=np.int32)
+        self.g_c = np.ascontiguousarray(c, dtype=np.float64)
+        self.g_out = np.ascontiguousarray(out, dtype=np.float64)
+        self.guard_src = np.ascontiguousarray(src, dtype=np.int32)
+        self.guard_elem = np.ascontiguousarray(elem, dtype=np.int64)
+        cdef Py_ssize_t ng = self.g_kind.shape[0]
+        for arr in (self.g_a, self.g_b, self.g_c, self.g_out, self.guard_src,
+                    self.guard_elem):
+            if arr.shape[0] != ng:
+                raise TraceError("fd.trace: inconsistent guard arrays")
+        self.prog.ng = ng
+        self.prog.gk = <const uint8_t *>cnp.PyArray_DATA(self.g_kind)
+        self.prog.ga = <const int32_t *>cnp.PyArray_DATA(self.g_a)
+        self.prog.gb = <const int32_t *>cnp.PyArray_DATA(self.g_b)
+        self.prog.gc = <const double *>cnp.PyArray_DATA(self.g_c)
+        self.prog.go = <const double *>cnp.PyArray_DATA(self.g_out)
+
+    @property
+    def n_guards(self):
+        """Number of compact (elementwise) guards checked per replay."""
+        return self.prog.ng
+
+    @property
+    def guard_arrays(self):
+        return (self.g_kind, self.g_a, self.g_b, self.g_c, self.g_out,
+                self.guard_src, self.guard_elem)
+
+    @property
+    def nbytes(self):
+        return self.tape.nbytes + self.prog.ng * (1 + 4 + 4 + 8 + 8 + 4 + 8)
+
+    # -- single calls, on the tape's own arrays ----------------------------------
+
+    def run(self, double[::1] x, double[::1] prm, bint want_grad):
+        """Replay at x (n_in values) and prm (n_param values).
+
+        Returns (failed_guard, value, grad): failed_guard is -1 when every guard
+        held, else the index of the first compact guard that failed (value and grad
+        are then None).  value is a float (scalar output) or an ndarray copy of the
+        output block; grad an ndarray of n_in values when want_grad.
+        """
+        if x.shape[0] != self.n_in or prm.shape[0] != self.n_param:
+            raise ValueError("replay: expected %d inputs and %d parameters, got %d and %d"
+                             % (self.n_in, self.n_param, x.shape[0], prm.shape[0]))
+        if want_grad and self.out_size != 1 and self.out_slot >= 0:
+            raise TypeError("the traced function returns an array of %d values; the "
+                            "gradient needs a scalar output" % self.out_size)
+        cdef Tape t = self.tape
+        cdef Py_ssize_t g
+        cdef double *adj = NULL
+        cdef double *gp = NULL
+        grad = None
+        if want_grad:
+            grad = np.empty(self.n_in, dtype=np.float64)
+            gp = <double *>cnp.PyArray_DATA(grad)
+        with self.lock:
+            if want_grad:
+                adj = t.acquire_adjoints(t.n)
+            try:
+                if self.has_records:
+                    g = self._run_with_records(&x[0] if self.n_in else NULL,
+                                               &prm[0] if self.n_param else NULL,
+                                               adj, gp)
+                else:
+                    g = self._run_plain(&x[0] if self.n_in else NULL,
+                                        &prm[0] if self.n_param else NULL, adj, gp)
+                if g >= 0:
+                    return g, None, None
+                return -1, self._read_value(), grad
+            finally:
+                if adj != NULL:
+                    t.release_adjoints(adj)
+
+    def run_then(self, double[::1] x, double[::1] prm, fn):
+        """Replay at (x, prm) and, if every guard held, call fn(tape) while the
+        tape's arrays are still current (no other call can replay in between).
+        Returns (failed_guard, value, fn's result or None)."""
+        if x.shape[0] != self.n_in or prm.shape[0] != self.n_param:
+            raise ValueError("replay: expected %d inputs and %d parameters, got %d and %d"
+                             % (self.n_in, self.n_param, x.shape[0], prm.shape[0]))
+        cdef Py_ssize_t g
+        with self.lock:
+            if self.has_records:
+                g = self._run_with_records(&x[0] if self.n_in else NULL,
+                                           &prm[0] if self.n_param else NULL, NULL, NULL)
+            else:
+                g = self._run_plain(&x[0] if self.n_in else NULL,
+                                    &prm[0] if self.n_param else NULL, NULL, NULL)
+            if g >= 0:
+                return g, None, None
+            return -1, self._read_value(), fn(self.tape)
+
+    cdef Py_ssize_t _run_plain(self, const double *x, const double *prm, double *adj,
+                               double *gp) except -2:
+        cdef Tape t = self.tape
+        cdef Py_ssize_t g
+        if t.n < NOGIL_SLOTS:
+            return run_row(&self.prog, x, prm, t.val, t.da, t.db, adj, gp)
+        t.sweeping += 1
+        try:
+            with nogil:
+                g = run_row(&self.prog, x, prm, t.val, t.da, t.db, adj, gp)
+        finally:
+            t.sweeping -= 1
+        return g
+
+    cdef Py_ssize_t _run_with_records(self, const double *x, const double *prm,
+                                      double *adj, double *gp) except -2:
+        """Replay with array records in between: C stretches, then rec.forward()."""
+        cdef Tape t = self.tape
+        cdef Py_ssize_t lo = self.prog.first, base, g, top
+        memcpy(t.val + 1, x, self.n_in * sizeof(double))
+        if self.n_param:
+            memcpy(t.val + 1 + self.n_in, prm, self.n_param * sizeof(double))
+        valview = np.asarray(<double[:t.n]>t.val)
+        for rec in t.records:
+            base = rec.base
+            if base > lo:
+                forward_scalar(t.op, t.arg_a, t.arg_b, t.val, t.da, t.db, lo, base)
+            rec.forward(valview)
+            lo = max(lo, base + <Py_ssize_t>rec.size)
+        forward_scalar(t.op, t.arg_a, t.arg_b, t.val, t.da, t.db, lo, t.n)
+        g = check_guards(&self.prog, t.val)
+        if g >= 0 or gp == NULL:
+            return g
+        if self.out_slot >= 0:
+            top = max(self.out_slot, self.n_in)
+            memset(adj, 0, (top + 1) * sizeof(double))
+            adj[self.out_slot] = 1.0
+            t.reverse(adj, self.out_slot, 1)
+            memcpy(gp, adj + 1, self.n_in * sizeof(double))
+        else:
+            memset(gp, 0, self.n_in * sizeof(double))
+        return -1
+
+    cdef object _read_value(self):
+        cdef Tape t = self.tape
+        if self.out_slot < 0:
+            return None
+        if self.out_size == 1:
+            return t.val[self.out_slot]
+        return np.array(<double[:self.out_size]>(t.val + self.out_slot))
+
+    def replay(self, double[::1] x, double[::1] prm):
+        """Forward replay only (values and local partials current); -1 or a guard."""
+        return self.run(x, prm, False)[0]
+
+    def slot_values(self, cnp.ndarray slots):
+        """Current values of the given slots (float64 array, same shape)."""
+        cdef Tape t = self.tape
+        idx = np.asarray(slots, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= t.n):
+            raise IndexError("slot out of range")
+        return np.asarray(<double[:t.n]>t.val)[idx].copy()
+
+    # -- batches: one buffer set per thread, whole rows without the GIL ----------
+
+    def batch(self, double[:, ::1] X, double[::1] prm, bint want_grad, int threads):
+        """Replay every row of X (m, n_in).  Returns (values, grads, status):
+        status[i] is -1 or the compact guard that failed at row i (its value and
+        gradient rows are then NaN)."""
+        cdef Py_ssize_t m = X.shape[0], i
+        if X.shape[1] != self.n_in or prm.shape[0] != self.n_param:
+            raise ValueError("batch: expected rows of %d inputs and %d parameters"
+                             % (self.n_in, self.n_param))
+        if want_grad and self.out_size != 1 and self.out_slot >= 0:
+            raise TypeError("the traced function returns an array of %d values; the "
+                            "gradient needs a scalar output" % self.out_size)
+        cdef object shape = (<object>m,)
+        if self.out_size != 1:
+            shape = (<object>m, <object>self.out_size)
+        values = np.full(shape, np.nan)
+        grads = np.full((m, self.n_in), np.nan) if want_grad else None
+        status = np.full(m, -1, dtype=np.int64)
+        if m == 0:
+            return values, grads, status
+        if self.has_records:
+            # records' forward/backward are Python: run rows one by one, in order
+            for i in range(m):
+                g, v, gr = self.run(X[i], prm, want_grad)
+                status[i] = g
+                if g < 0:
+                    values[i] = v
+                    if want_grad:
+                        grads[i] = gr
+            return values, grads, status
+        threads = max(1, min(threads, m))
+        bounds = [m * k // threads for k in range(threads + 1)]
+        workers = []
+        errors = []
+        for k in range(1, threads):
+            th = threading.Thread(target=self._chunk_guarded,
+                                  args=(X, prm, values, grads, status,
+                                        bounds[k], bounds[k + 1], errors))
+            th.start()
+            workers.append(th)
+        self._chunk(X, prm, values, grads, status, bounds[0], bounds[1])
+        for th in workers:
+            th.join()
+        if errors:
+            raise errors[0]
+        return values, grads, status
+
+    def _chunk_guarded(self, X, prm, values, grads, status, lo, hi, errors):
+        try:
+            self._chunk(X, prm, values, grads, status, lo, hi)
+        except BaseException as e:   # reported to the calling thread
+            errors.append(e)
+
+    def _chunk(self, double[:, ::1] X, double[::1] prm, values, grads,
+               long long[::1] status, Py_ssize_t lo, Py_ssize_t hi):
+        cdef Tape t = self.tape
+        cdef Py_ssize_t n = t.n, i, g, osz = self.out_size, out = self.out_slot
+        cdef double *val = NULL
+        cdef double *da = NULL
+        cdef double *db = NULL
+        cdef double *adj = NULL
+        cdef double[::1] vflat = values.reshape(-1)
+        cdef double *vp = &vflat[0]
+        cdef double *gp = NULL
+        cdef double *gi
+        cdef const double *pp = &prm[0] if self.n_param else NULL
+        cdef Py_ssize_t n_in = self.n_in
+        if grads is not None:
+            gp = <double *>cnp.PyArray_DATA(grads)
+        try:
+            _alloc(<void **>&val, n, sizeof(double))
+            _alloc(<void **>&da, n, sizeof(double))
+            _alloc(<void **>&db, n, sizeof(double))
+            _alloc(<void **>&adj, n, sizeof(double))
+            # constants live in val (FAD_CONST leaves) and db (constant operands)
+            memcpy(val, t.val, n * sizeof(double))
+            memcpy(db, t.db, n * sizeof(double))
+            memcpy(da, t.da, n * sizeof(double))
+            t.sweeping += 1
+            try:
+                with nogil:
+                    for i in range(lo, hi):
+                        gi = gp + i * n_in if gp != NULL else NULL
+                        g = run_row(&self.prog, &X[i, 0] if n_in else NULL, pp,
+                                    val, da, db, adj, gi)
+                        status[i] = g
+                        if g >= 0:
+                            continue
+                        if out >= 0:
+                            memcpy(vp + i * osz, val + out, osz * sizeof(double))
+            finally:
+                t.sweeping -= 1
+        finally:
+            PyMem_Free(val)
+            PyMem_Free(da)
+            PyMem_Free(db)
+            PyMem_Free(adj)
+
+
+def compact_guards(Tape tape, list guards):
+    """The tape's guard tuples as flat arrays (kind, a, b, c, outcome, src, elem).
+
+    A guard tuple is (kind, slot_a, slot_b_or_-1, const, outcome, where); array
+    comparisons record the slots, constants and outcomes as arrays (one compact
+    guard per element).  Unknown kinds are kept as "the value must not change",
+    the safe reading of any escape we do not know more about.
+    """
+    kinds, sa, sb, sc, so, src, elem = [], [], [], [], [], [], []
+    cdef Py_ssize_t idx
+    for idx in range(len(guards)):
+        g = guards[idx]
+        kind, a, b, c, outcome = g[0], g[1], g[2], g[3], g[4]
+        code = GUARD_CODES.get(kind, -1)
+        if type(a) is int:
+            if code < 0:
+                code = GK_SAME
+                outcome = tape.val[a]
+            kinds.append(code)
+            sa.append(a)
+            sb.append(b if type(b) is int else -1)
+            sc.append(float(c))
+            so.append(float(outcome))
+            src.append(idx)
+            elem.append(0)
+            continue
+        # an array guard: broadcast its parts to one shape, one entry per element
+        aa, bb, cc, oo = np.broadcast_arrays(
+            np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64),
+            np.asarray(c, dtype=np.float64), np.asarray(outcome, dtype=np.float64))
+        m = aa.size
+        if code < 0:
+            code = GK_SAME
+            oo = np.asarray(tape._slot_values())[aa]
+        kinds.extend([code] * m)
+        sa.extend(aa.ravel().tolist())
+        sb.extend(bb.ravel().tolist())
+        sc.extend(cc.ravel().tolist())
+        so.extend(oo.ravel().tolist())
+        src.extend([idx] * m)
+        elem.extend(range(m))
+    return (np.array(kinds, dtype=np.uint8), np.array(sa, dtype=np.int32),
+            np.array(sb, dtype=np.int32), np.array(sc, dtype=np.float64),
+            np.array(so, dtype=np.float64), np.array(src, dtype=np.int32),
+            np.array(elem, dtype=np.int64))
+
+
+# ----------------------------------------------------------------------------------
+# Recording helpers and tape (de)serialisation
+
+def param_leaf(Tape t, value):
+    """A FAD_PARAM leaf Var holding a float, or a block of them for an array."""
+    cdef double x
+    if type(value) is float:
+        x = value
+        return new_var(t, t.push(FAD_PARAM, 0, 0, x, 0.0, 0.0), x)
+    arr = as_float_array(value, "parameter")
+    if arr.ndim == 0:
+        x = arr[()]
+        return new_var(t, t.push(FAD_PARAM, 0, 0, x, 0.0, 0.0), x)
+    return leaf_block(t, arr, FAD_PARAM)
+
+
+def var_slot(Var v):
+    """The tape slot of a scalar Var (the first slot of an array Var's block)."""
+    return v.slot
+
+
+def tape_arrays(Tape t):
+    """(op, a, b, val, db) copies of the tape's slots: what a file stores."""
+    n = t.n
+    return (np.array(<uint8_t[:n]>t.op), np.array(<int32_t[:n]>t.arg_a),
+            np.array(<int32_t[:n]>t.arg_b), np.array(<double[:n]>t.val),
+            np.array(<double[:n]>t.db))
+
+
+def tape_from_arrays(op, a, b, val, db, records, Py_ssize_t n_leaves):
+    """A Tape holding these slots, after checking that replaying it cannot read or
+    write outside its arrays.  Raises TraceError naming the first bad slot.
+
+    Checked: every op code exists; slot 0 is the sentinel; slots 1..n_leaves are
+    input/parameter leaves and no other slot is; every argument slot is below its
+    own slot (the tape is in topological order); FAD_BLOCK slots are exactly the
+    blocks of the records, which are sorted, in range and do not overlap.
+    """
+    cdef cnp.ndarray[cnp.uint8_t, ndim=1, mode="c"] o = np.ascontiguousarray(op, dtype=np.uint8)
+    cdef cnp.ndarray[cnp.int32_t, ndim=1, mode="c"] aa = np.ascontiguousarray(a, dtype=np.int32)
+    cdef cnp.ndarray[cnp.int32_t, ndim=1, mode="c"] bb = np.ascontiguousarray(b, dtype=np.int32)
+    cdef cnp.ndarray[cnp.float64_t, ndim=1, mode="c"] vv = np.ascontiguousarray(val, dtype=np.float64)
+    cdef cnp.ndarray[cnp.float64_t, ndim=1, mode="c"] dd = np.ascontiguousarray(db, dtype=np.float64)
+    cdef Py_ssize_t n = o.shape[0], i, k
+    if n < 1 or aa.shape[0] != n or bb.shape[0] != n or vv.shape[0] != n or dd.shape[0] != n:
+        raise TraceError("trace data: slot arrays of different lengths")
+    if n_leaves < 0 or n_leaves >= n:
+        raise TraceError("trace data: %d leaves do not fit %d slots" % (n_leaves, n))
+    # the blocks that records own
+    in_block = np.zeros(n, dtype=bool)
+    prev_end = 1 + n_leaves
+    for rec in records:
+        base, size = rec.base, rec.size
+        if type(base) is not int or type(size) is not int or base < prev_end \
+                or size < 0 or base + size > n:
+            raise TraceError("trace data: array record %r out of place" % (rec,))
+        in_block[base:base + size] = True
+        prev_end = base + size
+    cdef int kind, code
+    for i in range(n):
+        code = o[i]
+        if code >= FAD_NUM_SCALAR_OPS:
+            raise TraceError("trace data: slot %d has unknown op code %d" % (i, code))
+        kind = fad_op_kind[code]
+        if i == 0:
+            if code != FAD_CONST or aa[0] != 0 or bb[0] != 0:
+                raise TraceError("trace data: slot 0 is not the sentinel")
+            continue
+        if i <= n_leaves:
+            if code != FAD_VAR and code != FAD_PARAM:
+                raise TraceError("trace data: slot %d should be an input leaf" % i)
+        elif code == FAD_VAR or code == FAD_PARAM:
+            raise TraceError("trace data: slot %d is a leaf after the inputs" % i)
+        if (code == FAD_BLOCK) != bool(in_block[i]):
+            raise TraceError("trace data: slot %d does not match the array records" % i)
+        if kind == FAD_KIND_LEAF:
+            if aa[i] != 0 or bb[i] != 0:
+                raise TraceError("trace data: leaf slot %d has arguments" % i)
+        else:
+            if aa[i] < 0 or aa[i] >= i:
+                raise TraceError("trace data: slot %d reads slot %d" % (i, aa[i]))
+            if kind == FAD_KIND_BINARY:
+                if bb[i] < 0 or bb[i] >= i:
+                    raise TraceError("trace data: slot %d reads slot %d" % (i, bb[i]))
+            elif bb[i] != 0:
+                raise TraceError("trace data: slot %d has a stray argument" % i)
+    cdef Tape t = Tape()
+    t.reserve(n - t.n)
+    memcpy(t.op, &o[0], n * sizeof(uint8_t))
+    memcpy(t.arg_a, &aa[0], n * sizeof(int32_t))
+    memcpy(t.arg_b, &bb[0], n * sizeof(int32_t))
+    memcpy(t.val, &vv[0], n * sizeof(double))
+    memcpy(t.db, &dd[0], n * sizeof(double))
+    memset(t.da, 0, n * sizeof(double))
+    t.n = n
+    t.records = list(records)
+    return t
+
+
+def check_guard_arrays(Py_ssize_t n, kind, a, b, src, Py_ssize_t n_guards_src):
+    """TraceError unless every compact guard reads slots inside the tape."""
+    kind = np.asarray(kind)
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    src = np.asarray(src, dtype=np.int64)
+    if kind.size == 0:
+        return
+    if kind.max() > GK_INT:
+        raise TraceError("trace data: unknown guard kind")
+    if a.min() < 1 or a.max() >= n or b.min() < -1 or b.max() >= n:
+        raise TraceError("trace data: a guard reads a slot outside the tape")
+    if src.min() < 0 or src.max() >= n_guards_src:
+        raise TraceError("trace data: a guard refers to an unknown source line")

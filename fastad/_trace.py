@@ -1,0 +1,548 @@
+"""fd.trace: record a function once, then evaluate it and its derivatives in C.
+
+`fd.trace(f, x0, *params)` runs `f` once on a fresh tape whose first slots are the
+leaves of `x0` (differentiated inputs) followed by the leaves of `params` (dynamic
+parameters, not differentiated).  Every later call writes the new numbers into
+those slots and replays the tape (fastad._replay): no Python per operation, the
+user's code is not run again.  Guards recorded while `f` ran (comparisons, and
+values that escaped into Python) are checked after each replay; a replay that
+would take another path raises fd.TraceError, or, with retrace=True, records `f`
+again at that input and keeps the few most recent paths.
+"""
+import os
+import threading
+
+import numpy as np
+
+from fastad._errors import TraceError
+from fastad._pytree import tree_flatten, tree_unflatten
+from fastad._replay import GUARD_NAMES, Replay, param_leaf, var_slot
+from fastad._tape import Tape, Var
+
+try:  # tangent and second-order sweeps (issue 4); absent in a partial build
+    from fastad import _second
+except ImportError:  # pragma: no cover - the module is part of the normal build
+    _second = None
+
+# Paths kept per traced function when retrace=True.  A few cover functions that
+# alternate between branches; more would make every failed guard cost a replay
+# of each kept path before re-recording.
+MAX_PATHS = 4
+
+# Rows times slots below which a batch stays on one thread: starting a thread
+# costs about as much as replaying this many slots.
+_WORK_PER_THREAD = 200_000
+
+
+class ArgSpec:
+    """The structure and leaf shapes of one argument group (x, or the params)."""
+
+    __slots__ = ("treedef", "shapes", "sizes", "size", "what")
+
+    def __init__(self, treedef, shapes, what):
+        self.treedef = treedef
+        self.shapes = tuple(tuple(s) for s in shapes)
+        self.sizes = tuple(int(np.prod(s, dtype=np.int64)) for s in self.shapes)
+        self.size = sum(self.sizes)
+        self.what = what
+
+    @classmethod
+    def of(cls, tree, what):
+        """(spec, flat float64 values) of a pytree of numbers and arrays."""
+        leaves, td = tree_flatten(tree)
+        arrs = [_leaf_array(leaf, "%s%s" % (what, _leaf_name(td, k)))
+                for k, leaf in enumerate(leaves)]
+        spec = cls(td, [a.shape for a in arrs], what)
+        flat = np.concatenate([a.reshape(-1) for a in arrs]) if arrs else np.zeros(0)
+        return spec, flat
+
+    def flatten(self, tree, fname):
+        """The leaves of `tree` as one float64 vector, checking the structure and
+        every leaf's shape against the trace."""
+        if len(self.shapes) == 1 and self.treedef.kind == "leaf":
+            t = type(tree)
+            if t is float or t is int:
+                if self.shapes[0] != ():
+                    raise ValueError("%s: %s must have shape %s as when traced, got a "
+                                     "number" % (fname, self.what, self.shapes[0]))
+                return np.array([tree], dtype=np.float64)
+            if t is np.ndarray and tree.dtype == np.float64 and \
+                    tree.shape == self.shapes[0]:
+                return np.ascontiguousarray(tree).reshape(-1)
+            leaves, td = [tree], self.treedef
+        else:
+            leaves, td = tree_flatten(tree)
+        if td != self.treedef:
+            raise ValueError("%s: %s has a different structure than when traced "
+                             "(%d leaves expected, got %d)" % (
+                                 fname, self.what, len(self.shapes), len(leaves)))
+        parts = []
+        for k, leaf in enumerate(leaves):
+            name = "%s%s" % (self.what, _leaf_name(td, k))
+            arr = _leaf_array(leaf, name, fname)
+            if arr.shape != self.shapes[k]:
+                raise ValueError("%s: %s has shape %s; the trace was recorded with "
+                                 "shape %s (trace again for a new shape)"
+                                 % (fname, name, arr.shape, self.shapes[k]))
+            parts.append(arr.reshape(-1))
+        if not parts:
+            return np.zeros(0)
+        return np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
+
+    def unflatten(self, flat):
+        """A pytree of this structure from a flat vector (floats for scalars)."""
+        out, o = [], 0
+        for shape, size in zip(self.shapes, self.sizes):
+            out.append(float(flat[o]) if shape == () else flat[o:o + size].reshape(shape))
+            o += size
+        return tree_unflatten(self.treedef, out)
+
+    def leaf_values(self, flat):
+        """The leaves for recording: floats for scalars, arrays otherwise."""
+        out, o = [], 0
+        for shape, size in zip(self.shapes, self.sizes):
+            out.append(float(flat[o]) if shape == () else
+                       np.array(flat[o:o + size]).reshape(shape))
+            o += size
+        return out
+
+
+def _leaf_name(td, k):
+    return "" if td.kind == "leaf" else " (leaf %d)" % k
+
+
+def _leaf_array(leaf, name, fname="fd.trace"):
+    if type(leaf) is Var:
+        raise TypeError("%s: %s is a Var; pass numbers or arrays" % (fname, name))
+    if isinstance(leaf, (str, bytes)) or leaf is None or isinstance(leaf, (dict, set)):
+        raise TypeError("%s: %s must be a number or an array of numbers, got %s"
+                        % (fname, name, type(leaf).__name__))
+    try:
+        arr = np.asarray(leaf)
+    except Exception:
+        raise TypeError("%s: %s must be a number or an array of numbers, got %s"
+                        % (fname, name, type(leaf).__name__)) from None
+    if arr.dtype.kind == "c":
+        raise TypeError("%s: %s must be real, got complex" % (fname, name))
+    if arr.dtype.kind not in "biuf":
+        raise TypeError("%s: %s must be a number or an array of numbers, got %s"
+                        % (fname, name, type(leaf).__name__))
+    return arr.astype(np.float64)
+
+
+class Path:
+    """One recorded path: its Replay plus what the output looks like."""
+
+    __slots__ = ("rp", "out_shape", "out_const", "key", "point")
+
+    def __init__(self, rp, out_shape, out_const):
+        self.rp = rp
+        self.out_shape = out_shape      # () for a scalar output
+        self.out_const = out_const      # the output when f returned no Var, else None
+        self.point = None               # (x, params) flat, where it was recorded
+        kind, ga, gb, gc, go = rp.guard_arrays[:5]
+        # the path a trace took is the outcome of all its guards at their slots
+        self.key = (rp.tape.__len__(), kind.tobytes(), ga.tobytes(), gb.tobytes(),
+                    gc.tobytes(), go.tobytes())
+
+    def value(self, v):
+        if self.out_const is not None:
+            return self.out_const if self.out_shape == () else self.out_const.copy()
+        if self.out_shape == ():
+            return v
+        return v.reshape(self.out_shape)
+
+
+def record(f, xspec, x_flat, pspec, p_flat):
+    """Run f once on a fresh tape at (x, params); return its Path."""
+    path = _record(f, xspec, x_flat, pspec, p_flat)
+    path.point = (np.array(x_flat, dtype=np.float64), np.array(p_flat, dtype=np.float64))
+    return path
+
+
+def _record(f, xspec, x_flat, pspec, p_flat):
+    tape = Tape()
+    with tape:
+        xs = [tape.variable(v) for v in xspec.leaf_values(x_flat)]
+        ps = [param_leaf(tape, v) for v in pspec.leaf_values(p_flat)]
+        out = f(tree_unflatten(xspec.treedef, xs), *tree_unflatten(pspec.treedef, ps))
+    if type(out) is Var:
+        if out.tape is not tape:
+            raise TraceError("fd.trace: f returned a Var recorded on another tape")
+        slot = var_slot(out)
+        shape = out.shape
+        rp = Replay(tape, xspec.size, pspec.size, slot, max(out.size, 1))
+        return Path(rp, shape, None)
+    if isinstance(out, (bool, np.bool_)) or out is None or isinstance(out, (str, bytes)):
+        raise TypeError("fd.trace: f must return a number, an array or a Var, got %s"
+                        % type(out).__name__)
+    arr = _leaf_array(out, "the output of f")
+    const = float(arr) if arr.ndim == 0 else arr.copy()
+    rp = Replay(tape, xspec.size, pspec.size, -1, max(arr.size, 1))
+    return Path(rp, arr.shape, const)
+
+
+class TracedFunction:
+    """A function recorded by fd.trace; call it like f, without re-running f.
+
+    tf(x, *params) -> value;  tf.grad, tf.value_and_grad, tf.jacobian, tf.jvp,
+    tf.hvp, tf.hessian;  tf.grad_batch(X), tf.value_batch(X);  len(tf), tf.nbytes;
+    pickle, tf.save(path), fd.load(path).
+    """
+
+    def __init__(self, f, path, xspec, pspec, p_default, retrace, name):
+        self._f = f
+        self._paths = [path]
+        self._xspec = xspec
+        self._pspec = pspec
+        self._p_default = p_default
+        self._x0 = None
+        self.retrace = bool(retrace)
+        self.__name__ = name
+        self._lock = threading.Lock()
+
+    # -- what issue 4's sweeps (and tools) need -----------------------------------
+
+    @property
+    def tape(self):
+        """The Tape of the most recently used path (its val/da/db reflect the last
+        replay)."""
+        return self._paths[0].rp.tape
+
+    @property
+    def input_slots(self):
+        """Tape slots of the flattened inputs (1 .. n)."""
+        return np.arange(1, 1 + self._xspec.size, dtype=np.int64)
+
+    @property
+    def output_slots(self):
+        rp = self._paths[0].rp
+        if rp.out_slot < 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.arange(rp.out_slot, rp.out_slot + rp.out_size, dtype=np.int64)
+
+    # -- calls ---------------------------------------------------------------------
+
+    def _params(self, params, fname):
+        if not params:
+            return self._p_default
+        if len(params) != len(self._pspec.treedef.children):
+            raise TypeError("%s: the trace has %d parameter(s), got %d"
+                            % (fname, len(self._pspec.treedef.children), len(params)))
+        return self._pspec.flatten(tuple(params), fname)
+
+    def _dispatch(self, x, params, fname, run):
+        """Flatten (x, params); run(path, xf, pf) -> (guard, value, result) on the
+        most recent path whose guards hold, retracing when allowed."""
+        xf = self._xspec.flatten(x, fname)
+        pf = self._params(params, fname)
+        paths = self._paths
+        first = paths[0]
+        g, v, res = run(first, xf, pf)
+        if g < 0:
+            return first, v, res
+        if not self.retrace:
+            raise TraceError(describe_guard(first, g, fname))
+        return self._retrace(xf, pf, fname, run, first, g)
+
+    def _retrace(self, xf, pf, fname, run, failed, g):
+        with self._lock:
+            for p in list(self._paths[1:]):
+                g2, v, res = run(p, xf, pf)
+                if g2 < 0:
+                    self._paths.remove(p)
+                    self._paths.insert(0, p)
+                    return p, v, res
+            if self._f is None:
+                raise TraceError(describe_guard(failed, g, fname) + " (this trace was "
+                                 "loaded from a file, so it cannot be re-recorded)")
+            path = record(self._f, self._xspec, xf, self._pspec, pf)
+            g2, v, res = run(path, xf, pf)
+            if g2 >= 0:   # the function is not deterministic in its inputs
+                raise TraceError(describe_guard(path, g2, fname) + " (right after "
+                                 "re-recording: f takes different paths at one input)")
+            self._paths = [p for p in self._paths if p.key != path.key]
+            self._paths.insert(0, path)
+            del self._paths[MAX_PATHS:]
+            return path, v, res
+
+    def __call__(self, x, *params):
+        path, v, _ = self._dispatch(x, params, "traced f",
+                                    lambda p, xf, pf: p.rp.run(xf, pf, False))
+        return path.value(v)
+
+    def value_and_grad(self, x, *params):
+        """(f(x) as a float, gradient with the structure of x)."""
+        path, v, g = self._dispatch(x, params, "tf.value_and_grad", _run_grad)
+        return path.value(v), self._xspec.unflatten(g)
+
+    def grad(self, x, *params):
+        """Gradient of the scalar output at x, with the structure of x."""
+        path, v, g = self._dispatch(x, params, "tf.grad", _run_grad)
+        return self._xspec.unflatten(g)
+
+    # -- forward mode and second order (fastad._second sweeps on a replayed tape) --
+
+    def _sweep(self, x, params, fname, fn):
+        if _second is None:
+            raise NotImplementedError("%s needs fastad._second, which is not built"
+                                      % fname)
+        return self._dispatch(x, params, fname,
+                              lambda p, xf, pf: p.rp.run_then(xf, pf, fn(p)))
+
+    def jvp(self, x, v, *params):
+        """(f(x), J(x) @ v) by one tangent sweep; v has the structure of x."""
+        vf = self._xspec.flatten(v, "tf.jvp: v")
+
+        def fn(path):
+            return lambda tape: (None if path.out_const is not None else
+                                 _second.tangent_sweep(tape, self.input_slots,
+                                                       _out_slots(path), vf[None, :],
+                                                       "tf.jvp")[0])
+
+        path, val, t = self._sweep(x, params, "tf.jvp", fn)
+        if t is None:
+            t = np.zeros(path.rp.out_size)
+        tangent = float(t[0]) if path.out_shape == () else t.reshape(path.out_shape)
+        return path.value(val), tangent
+
+    def jacobian(self, x, *params):
+        """Jacobian: shape out.shape + x.shape (per leaf of x for a pytree)."""
+        def fn(path):
+            return lambda tape: (None if path.out_const is not None else
+                                 _second.jacobian_forward(tape, self.input_slots,
+                                                          _out_slots(path),
+                                                          fname="tf.jacobian"))
+
+        path, _, J = self._sweep(x, params, "tf.jacobian", fn)
+        if J is None:
+            J = np.zeros((path.rp.out_size, self._xspec.size))
+        out_shape = path.out_shape
+        blocks, o = [], 0
+        for shape, size in zip(self._xspec.shapes, self._xspec.sizes):
+            b = J[:, o:o + size].reshape(out_shape + shape)
+            blocks.append(float(b) if b.ndim == 0 else b)
+            o += size
+        return tree_unflatten(self._xspec.treedef, blocks)
+
+    def hvp(self, x, v, *params):
+        """Hessian of the scalar output at x times v (the structure of x)."""
+        vf = self._xspec.flatten(v, "tf.hvp: v")
+
+        def fn(path):
+            return lambda tape: (None if path.out_const is not None else
+                                 _second.hvp_sweep(tape, self.input_slots,
+                                                   path.rp.out_slot, vf[None, :],
+                                                   "tf.hvp")[1][0])
+
+        path, _, hv = self._sweep(x, params, "tf.hvp", self._scalar_only(fn, "tf.hvp"))
+        if hv is None:
+            hv = np.zeros(self._xspec.size)
+        return self._xspec.unflatten(hv)
+
+    def hessian(self, x, *params):
+        """Dense Hessian of the scalar output: shape x.shape + x.shape (x a float
+        or an array; a float for a scalar x)."""
+        if self._xspec.treedef.kind != "leaf":
+            raise TypeError("tf.hessian: x must be a float or an array (flatten a "
+                            "pytree input first); use tf.hvp for pytrees")
+
+        def fn(path):
+            return lambda tape: (None if path.out_const is not None else
+                                 _second.hessian_sweep(tape, self.input_slots,
+                                                       path.rp.out_slot,
+                                                       fname="tf.hessian")[1])
+
+        path, _, H = self._sweep(x, params, "tf.hessian",
+                                 self._scalar_only(fn, "tf.hessian"))
+        n = self._xspec.size
+        if H is None:
+            H = np.zeros((n, n))
+        shape = self._xspec.shapes[0]
+        return float(H[0, 0]) if shape == () else H.reshape(shape + shape)
+
+    @staticmethod
+    def _scalar_only(fn, fname):
+        def wrapped(path):
+            if path.out_shape != ():
+                raise TypeError("%s: the traced function returns an array of shape "
+                                "%s; a scalar output is needed" % (fname, path.out_shape))
+            return fn(path)
+        return wrapped
+
+    # -- batches -------------------------------------------------------------------
+
+    def grad_batch(self, X, *params, threads=None):
+        """Gradients at every row of X (shape (m, n)), spread over threads.
+        Returns an (m, n) array (shape (m,) when x is a float)."""
+        return self._batch(X, params, True, threads, "tf.grad_batch")[1]
+
+    def value_batch(self, X, *params, threads=None):
+        """Values at every row of X (shape (m, n)): shape (m,) + output shape."""
+        return self._batch(X, params, False, threads, "tf.value_batch")[0]
+
+    def value_and_grad_batch(self, X, *params, threads=None):
+        """(values, gradients) at every row of X."""
+        return self._batch(X, params, True, threads, "tf.value_and_grad_batch")
+
+    def _batch(self, X, params, want_grad, threads, fname):
+        n = self._xspec.size
+        scalar_x = self._xspec.shapes == ((),) and self._xspec.treedef.kind == "leaf"
+        Xa = _leaf_array(X, "X", fname)
+        if scalar_x and Xa.ndim == 1:
+            Xa = Xa.reshape(-1, 1)
+        if Xa.ndim != 2 or Xa.shape[1] != n:
+            raise ValueError("%s: X must have shape (m, %d) (one flattened input per "
+                             "row), got %s" % (fname, n, Xa.shape))
+        Xa = np.ascontiguousarray(Xa)
+        pf = self._params(params, fname)
+        m = Xa.shape[0]
+        path = self._paths[0]
+        if threads is None:
+            threads = default_threads(m, len(path.rp.tape))
+        elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError("%s: threads must be a positive int, got %r"
+                             % (fname, threads))
+        values, grads, status = path.rp.batch(Xa, pf, want_grad, threads)
+        if path.out_const is not None:
+            values[...] = path.out_const
+        bad = np.flatnonzero(status >= 0)
+        if bad.size:
+            if not self.retrace:
+                i = int(bad[0])
+                raise TraceError("%s: row %d of X: %s" % (
+                    fname, i, describe_guard(path, int(status[i]), fname)))
+            for i in bad:   # other paths: one row at a time, retracing as needed
+                row = self._xspec.unflatten(Xa[i])
+                if want_grad:
+                    v, g = self.value_and_grad(row, *params)
+                    grads[i] = self._xspec.flatten(g, fname)
+                else:
+                    v = self(row, *params)
+                values[i] = v
+        if path.out_shape != ():
+            values = values.reshape((m,) + path.out_shape)
+        if scalar_x and grads is not None:
+            grads = grads.reshape(m)
+        return values, grads
+
+    # -- introspection -------------------------------------------------------------
+
+    def __len__(self):
+        """Number of recorded operations on the current path's tape."""
+        return len(self._paths[0].rp.tape)
+
+    @property
+    def nbytes(self):
+        """Memory held by every kept path (tapes, adjoints, guards)."""
+        return sum(p.rp.nbytes for p in self._paths)
+
+    @property
+    def n_guards(self):
+        return len(self._paths[0].rp.guards)
+
+    def __repr__(self):
+        p = self._paths[0]
+        n_out = 0 if p.out_const is not None else p.rp.out_size
+        extra = ", %d paths" % len(self._paths) if len(self._paths) > 1 else ""
+        return ("<fastad trace of %s: %d operations, %d inputs, %d parameters, "
+                "%d outputs, %d guards%s%s>" % (
+                    self.__name__, len(p.rp.tape), self._xspec.size, self._pspec.size,
+                    n_out, len(p.rp.guards),
+                    ", retrace" if self.retrace else "", extra))
+
+    # -- persistence (format in fastad/_trace_file.py) -----------------------------
+
+    def save(self, path):
+        """Write the current path to `path` (atomically: temporary file, rename)."""
+        from fastad._trace_file import dump_bytes
+        data = dump_bytes(self)
+        path = os.fspath(path)
+        tmp = "%s.tmp%d" % (path, os.getpid())
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def __reduce__(self):
+        from fastad._trace_file import dump_bytes, load_bytes
+        return (load_bytes, (dump_bytes(self),))
+
+
+def _run_grad(path, xf, pf):
+    rp = path.rp
+    if path.out_shape != ():
+        raise TypeError("tf.grad: the traced function returns an array of shape %s; "
+                        "the gradient needs a scalar output (use tf.jacobian)"
+                        % (path.out_shape,))
+    return rp.run(xf, pf, True)
+
+
+def _out_slots(path):
+    rp = path.rp
+    return np.arange(rp.out_slot, rp.out_slot + rp.out_size, dtype=np.int64)
+
+
+def default_threads(m, n_slots):
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        ncpu = os.cpu_count() or 1
+    work = m * max(n_slots, 1)
+    return int(max(1, min(ncpu, m, work // _WORK_PER_THREAD)))
+
+
+def describe_guard(path, g, fname):
+    """The message of a failed compact guard g: what it was, where it was recorded,
+    what it said then and now."""
+    rp = path.rp
+    kind, ga, gb, gc, go, src, elem = rp.guard_arrays
+    k = int(kind[g])
+    a, b = int(ga[g]), int(gb[g])
+    entry = rp.guards[int(src[g])]
+    name, where = entry[0], entry[5]
+    loc = "%s:%s" % (where[0], where[1])
+    now_a = float(rp.slot_values(np.array([a]))[0])
+    array_guard = type(entry[1]) is not int
+    elem_txt = " (element %d)" % int(elem[g]) if array_guard else ""
+    if k <= 5:
+        rhs = "v%d" % b if b >= 0 else repr(float(gc[g]))
+        now_b = float(rp.slot_values(np.array([b]))[0]) if b >= 0 else float(gc[g])
+        what = ("comparison `v%d %s %s`%s recorded at %s was %s when traced; now "
+                "%r %s %r is %s" % (a, GUARD_NAMES[k], rhs, elem_txt, loc, bool(go[g]),
+                                    now_a, GUARD_NAMES[k], now_b, not bool(go[g])))
+    else:
+        what = ("%s(v%d)%s recorded at %s took the value %r out into Python when "
+                "traced; it is now %r" % (name, a, elem_txt, loc, float(go[g]), now_a))
+    return ("%s: guard failed: %s. The traced function would take another path at "
+            "this input: trace it again there, or use fd.trace(f, x0, retrace=True)"
+            % (fname, what))
+
+
+def trace(f, x0, *params, retrace=False):
+    """Record f(x0, *params) once and return a TracedFunction.
+
+    x0 (a float, an array or a pytree of them) is what gradients are taken with
+    respect to; params (floats, arrays or pytrees) are dynamic parameters that may
+    change between calls, not differentiated.  Comparisons on Vars and values taken
+    out into Python are recorded as guards; a call where one would go the other way
+    raises fd.TraceError, or re-records f there when retrace=True.
+    """
+    if not callable(f):
+        raise TypeError("fd.trace: f must be callable, got %s" % type(f).__name__)
+    if not isinstance(retrace, (bool, np.bool_)):
+        raise TypeError("fd.trace: retrace must be True or False, got %r" % (retrace,))
+    xspec, xf = ArgSpec.of(x0, "x0")
+    xspec.what = "x"
+    pspec, pf = ArgSpec.of(tuple(params), "params")
+    pspec.what = "params"
+    path = record(f, xspec, xf, pspec, pf)
+    tf = TracedFunction(f, path, xspec, pspec, pf, retrace,
+                        getattr(f, "__name__", type(f).__name__))
+    tf._x0 = xf
+    return tf
