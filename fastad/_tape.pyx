@@ -579,7 +579,10 @@ cdef class Var:
         return int(self.v)
 
     def __index__(self):
-        if self.shape_ is not None or self.v != <double>(<long long>self.v):
+        # the range test comes first: casting NaN, inf or |v| >= 2**63 to long long
+        # is undefined behaviour in C
+        if self.shape_ is not None or not (-9.2e18 < self.v < 9.2e18) or \
+                self.v != <double>(<long long>self.v):
             raise TypeError("only integer-valued scalar Vars can be used as an index")
         _guard(self, "index", None, self.v)
         return int(self.v)
