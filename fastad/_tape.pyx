@@ -1098,7 +1098,9 @@ def stack(items, axis=0):
                 srcs.append(slot_index(<Var>p))
         else:
             srcs.append(-1 - np.zeros(np.shape(p), dtype=np.int64))
-    consts = [np.zeros(np.shape(p)) if type(p) is Var else np.asarray(p, dtype=np.float64)
+    # (<Var>p).shape, not np.shape(p): NumPy dispatches np.shape on a Var to
+    # __array_function__, which may not be registered
+    consts = [np.zeros((<Var>p).shape) if type(p) is Var else np.asarray(p, dtype=np.float64)
               for p in parts]
     slots = np.stack(srcs, axis=axis)
     cvals = np.stack(consts, axis=axis)
