@@ -179,8 +179,11 @@ def _traced(flat_f, x0, args):
     try:
         from fastad import trace
     except ImportError:
-        raise ImportError("minimize(trace=True) needs fd.trace, which this build of "
-                          "fastad does not have") from None
+        try:
+            from fastad._trace import trace
+        except ImportError:
+            raise ImportError("minimize(trace=True) needs fd.trace, which this build of "
+                              "fastad does not have") from None
     tf = trace(flat_f, x0.copy(), *args, retrace=True)
 
     def fun(v):
