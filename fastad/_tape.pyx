@@ -756,7 +756,14 @@ cdef object compare(object x, object y, int opcode):
                 return _compare_values(a, vy.aval, opcode)
             b = vy.v
         else:
-            yv = _as_operand(y, "other")
+            try:
+                yv = _as_operand(y, "other")
+            except TypeError:
+                # x == None, x != "a": unequal, as for a float (Python's fallback to
+                # identity); ordering comparisons with non-numbers stay TypeError
+                if opcode == 2 or opcode == 3:
+                    return NotImplemented
+                raise
             if type(yv) is not float:
                 return _compare_values(a, yv, opcode)
             b = yv

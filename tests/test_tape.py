@@ -450,6 +450,19 @@ def test_comparisons_return_plain_bools():
     assert tape.gradient(branch, [x, y]) == [2.0, 0.0]
 
 
+def test_equality_with_non_numbers_is_false_not_an_error():
+    with fd.Tape() as tape:
+        x = tape.variable(1.0)
+    assert (x == None) is False and (x != None) is True      # noqa: E711
+    assert (x == "1.0") is False and (None == x) is False   # noqa: E711
+    assert x in [None, "a", 1.0] and x not in [None, "a"]
+    for bad in (None, "a", 1j):
+        with pytest.raises(TypeError):
+            x < bad
+    with pytest.raises(TypeError):
+        x >= None
+
+
 def test_array_var_indexing_len_iteration():
     with fd.Tape() as tape:
         x = tape.variable(np.array([1.0, 2.0, 3.0]))
