@@ -12,7 +12,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODULES = ["_tape", "_dual", "_second", "_replay"]
+MODULES = ["_tape", "_dual", "_second", "_replay", "_arrays"]
 
 # The Python side of the op table is generated from csrc/fastad_ops.h.
 subprocess.check_call([sys.executable, os.path.join(HERE, "tools", "gen_ops.py")])

@@ -15,6 +15,8 @@ from fastad._tape import (
 )
 from fastad._tape import abs as _abs_op
 from fastad._math import clip, where, logsumexp
+from fastad._array_math import softmax, log_softmax   # also registers array records
+from fastad import _numpy_dispatch                      # np.sin(x), np.sum(x), ... on Vars
 from fastad._functional import grad, value_and_grad, check_grad, debug_nans
 from fastad._dual import Dual
 from fastad._forward import jvp, vjp, jacobian, hessian, hvp, derivative
@@ -34,6 +36,6 @@ __all__ = [
     "log10", "log1p", "sqrt", "cbrt", "square", "abs", "sign", "hypot", "power",
     "maximum", "minimum", "clip", "where", "floor", "ceil", "erf", "erfc", "sigmoid",
     "relu", "softplus", "logsumexp", "sum", "mean", "prod", "dot", "matmul", "stack",
-    "array", "reshape", "transpose", "concatenate",
+    "array", "reshape", "transpose", "concatenate", "softmax", "log_softmax",
     "optim", "nn", "minimize",
 ]

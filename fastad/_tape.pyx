@@ -330,10 +330,18 @@ cdef class Tape:
             self.check_var(s)
             if s.slot < lo:
                 lo = s.slot
-        cdef double *adj = self.acquire_adjoints(tv.slot + 1)
+        # a target inside an array record's block (y = (A @ x)[0]): that record's
+        # backward reads its whole block's adjoints, so cover them (zeroed)
+        cdef Py_ssize_t top = tv.slot + 1
+        if self.records:
+            for rec in reversed(self.records):
+                if rec.base <= tv.slot:
+                    top = max(top, rec.base + rec.size)
+                    break
+        cdef double *adj = self.acquire_adjoints(top)
         results = []
         try:
-            memset(adj, 0, (tv.slot + 1) * sizeof(double))
+            memset(adj, 0, top * sizeof(double))
             adj[tv.slot] = 1.0
             self.reverse(adj, tv.slot, lo)
             for leaf in leaves:
@@ -962,8 +970,13 @@ cdef object elementwise(int op, object x, object y):
     """op applied elementwise with broadcasting; x, y are Vars or float/ndarray.
 
     Records one scalar op per output element from a C loop: the result is an array
-    Var whose block holds those slots.  y is None for a unary op.
+    Var whose block holds those slots.  y is None for a unary op.  Large arrays go to
+    fastad._arrays instead (one record with NumPy kernels) when it is registered.
     """
+    if _array_ops is not None:
+        rec = _array_ops.elementwise(op, x, y)
+        if rec is not NotImplemented:
+            return rec
     cdef Tape t = None
     cdef Var vx, vy
     cdef bint x_var = type(x) is Var, y_var = type(y) is Var
@@ -1206,6 +1219,11 @@ def _reduce(int op, Var x, axis, keepdims):
     t.check_var(x)
     if x.shape_ is None:
         return x
+    if op == FAD_ADD and _array_ops is not None:
+        # large sums: one record with NumPy's (pairwise) sum instead of k slots each
+        out = _array_ops.large_reduce("sum", x, axis, keepdims)
+        if out is not NotImplemented:
+            return out
     idx = slot_index(x)
     nd = idx.ndim
     if axis is None:
@@ -1257,6 +1275,10 @@ def mean(x, axis=None, keepdims=False):
             x = stack(x)
         if (<Var>x).shape_ is None:
             return x
+        if _array_ops is not None:
+            out = _array_ops.large_reduce("mean", x, axis, keepdims)
+            if out is not NotImplemented:
+                return out
         shape = (<Var>x).shape_
         if axis is None:
             count = (<Var>x).aval.size
@@ -1273,6 +1295,8 @@ def reshape(x, shape):
     if type(x) is Var:
         vx = <Var>x
         vx.tape.check_var(vx)
+        if _array_ops is not None and vx.size >= _array_ops.RECORD_MIN_SIZE:
+            return _array_ops.reshape(vx, shape)
         idx = np.arange(vx.size, dtype=np.int64).reshape(vx.shape).reshape(shape)
         if vx.shape_ is None and idx.ndim == 0:
             return x
@@ -1288,6 +1312,9 @@ def transpose(x, axes=None):
         vx = <Var>x
         if vx.shape_ is None:
             return x
+        if _array_ops is not None and vx.size >= _array_ops.RECORD_MIN_SIZE:
+            vx.tape.check_var(vx)
+            return _array_ops.transpose(vx, axes)
         idx = np.arange(vx.size, dtype=np.int64).reshape(vx.shape_).transpose(axes)
         return gather(vx, idx)
     return np.transpose(as_float_array(x, "x"), axes)

@@ -82,8 +82,14 @@ def test_array_recording_past_the_limit_raises_memoryerror_and_tape_stays_usable
             report["error"] = str(e)
         report["steps"] = steps
         n_after = len(t)
-        # what was recorded is intact: the gradient of s is 2x ...
-        g = t.gradient(s, x)
+        # what was recorded is intact: the gradient of s is 2x ...  (array records
+        # keep their output arrays, so the cap may leave no room for even this
+        # adjoint buffer: then a MemoryError, and the check runs uncapped)
+        try:
+            g = t.gradient(s, x)
+        except MemoryError:
+            lift_cap()
+            g = t.gradient(s, x)
         report["grad_s_ok"] = bool(np.array_equal(g, 2 * x.value))
         # ... and the last complete block is differentiable (its adjoint buffer may
         # itself not fit: then a MemoryError, not a crash)

@@ -1,0 +1,106 @@
+"""Array functions on top of the array records: softmax, log_softmax, max/min
+reductions, squeeze, expand_dims.  Importing this module registers the records
+(fastad._arrays) with the core, so large elementwise ops, sums, matmul and dot
+become one NumPy-kernel record each instead of one scalar slot per element.
+
+Small arrays (fewer than _arrays.RECORD_MIN_SIZE elements) are composed from the
+op table's scalar primitives instead, which every sweep (second order included)
+understands; both paths shift by the max, so they are stable at |x| ~ 1e3.
+"""
+import numpy as np
+
+from fastad import _arrays, _tape
+from fastad._tape import Var, exp, log, sum as _sum
+
+_tape._register_array_ops(_arrays)
+
+
+def _big(x):
+    return type(x) is Var and x.ndim > 0 and x.size >= _arrays.RECORD_MIN_SIZE
+
+
+def _values(x):
+    v = getattr(x, "value", x) if not isinstance(x, np.ndarray) else x
+    return np.asarray(v, dtype=np.float64)
+
+
+def _shift(x, axis):
+    """max over axis (keepdims), as a constant; non-finite maxima shift by 0."""
+    m = np.max(_values(x), axis=axis, keepdims=True)
+    return np.where(np.isfinite(m), m, 0.0)
+
+
+def _plain_or_var(x):
+    if type(x) is Var or hasattr(x, "tangent"):
+        return x
+    return np.asarray(_tape.array(x) if isinstance(x, (list, tuple)) else x,
+                      dtype=np.float64)
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along `axis`, computed stably (the max is shifted out)."""
+    if _big(x):
+        return _arrays.softmax_like("softmax", x, axis)
+    x = _plain_or_var(x)
+    if np.ndim(_values(x)) == 0:
+        return 1.0 if type(x) is not Var else x * 0.0 + 1.0
+    if type(x) is not Var and not hasattr(x, "tangent"):
+        e = np.exp(x - _shift(x, axis))
+        return e / np.sum(e, axis=axis, keepdims=True)
+    e = exp(x - _shift(x, axis))
+    return e / _sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along `axis`, computed stably."""
+    if _big(x):
+        return _arrays.softmax_like("log_softmax", x, axis)
+    x = _plain_or_var(x)
+    if np.ndim(_values(x)) == 0:
+        return 0.0 if type(x) is not Var else x * 0.0
+    z = x - _shift(x, axis)
+    if type(x) is not Var and not hasattr(x, "tangent"):
+        return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+    return z - log(_sum(exp(z), axis=axis, keepdims=True))
+
+
+def logsumexp_record(x, axis=None, keepdims=False):
+    """logsumexp of a large array Var as one record, or NotImplemented."""
+    if not _big(x):
+        return NotImplemented
+    return _arrays.softmax_like("logsumexp", x, axis, keepdims)
+
+
+def amax(x, axis=None, keepdims=False):
+    """Largest element (over `axis`), like numpy.max; ties share the gradient."""
+    return _extreme("max", x, axis, keepdims)
+
+
+def amin(x, axis=None, keepdims=False):
+    """Smallest element (over `axis`), like numpy.min; ties share the gradient."""
+    return _extreme("min", x, axis, keepdims)
+
+
+def _extreme(kind, x, axis, keepdims):
+    if type(x) is Var:
+        if x.ndim == 0:
+            return x
+        return _arrays.reduce(kind, x, axis, keepdims)
+    f = np.max if kind == "max" else np.min
+    out = f(_tape.array(x) if isinstance(x, (list, tuple)) else
+            np.asarray(x, dtype=np.float64), axis=axis, keepdims=keepdims)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def squeeze(x, axis=None):
+    """Remove axes of length one, like numpy.squeeze."""
+    if type(x) is not Var:
+        return np.squeeze(np.asarray(x, dtype=np.float64), axis=axis)
+    return _tape.reshape(x, np.squeeze(x.value, axis=axis).shape)
+
+
+def expand_dims(x, axis):
+    """Insert axes of length one, like numpy.expand_dims."""
+    if type(x) is not Var:
+        return np.expand_dims(np.asarray(x, dtype=np.float64), axis)
+    return _tape.reshape(x, np.expand_dims(x.value, axis).shape)
