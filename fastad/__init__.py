@@ -22,6 +22,8 @@ from fastad._dual import Dual
 from fastad._forward import jvp, vjp, jacobian, hessian, hvp, derivative
 from fastad import optim, nn
 from fastad._minimize import minimize
+from fastad._trace import trace
+from fastad._trace_file import load
 
 abs = _abs_op
 
@@ -37,5 +39,5 @@ __all__ = [
     "maximum", "minimum", "clip", "where", "floor", "ceil", "erf", "erfc", "sigmoid",
     "relu", "softplus", "logsumexp", "sum", "mean", "prod", "dot", "matmul", "stack",
     "array", "reshape", "transpose", "concatenate", "softmax", "log_softmax",
-    "optim", "nn", "minimize",
+    "optim", "nn", "minimize", "trace", "load",
 ]

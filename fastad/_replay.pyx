@@ -245,17 +245,30 @@ cdef class Replay:
 
     # -- single calls, on the tape's own arrays ----------------------------------
 
-    def run(self, double[::1] x, double[::1] prm, bint want_grad):
-        """Replay at x (n_in values) and prm (n_param values).
+    def run(self, x, double[::1] prm, bint want_grad):
+        """Replay at x (a float when n_in == 1, else n_in float64 values in a 1-D
+        contiguous array) and prm (n_param values).
 
         Returns (failed_guard, value, grad): failed_guard is -1 when every guard
         held, else the index of the first compact guard that failed (value and grad
         are then None).  value is a float (scalar output) or an ndarray copy of the
         output block; grad an ndarray of n_in values when want_grad.
         """
-        if x.shape[0] != self.n_in or prm.shape[0] != self.n_param:
+        cdef double x1
+        cdef const double *xp
+        cdef double[::1] xv
+        cdef Py_ssize_t nx
+        if type(x) is float:
+            x1 = x
+            xp = &x1
+            nx = 1
+        else:
+            xv = x
+            nx = xv.shape[0]
+            xp = &xv[0] if nx else NULL
+        if nx != self.n_in or prm.shape[0] != self.n_param:
             raise ValueError("replay: expected %d inputs and %d parameters, got %d and %d"
-                             % (self.n_in, self.n_param, x.shape[0], prm.shape[0]))
+                             % (self.n_in, self.n_param, nx, prm.shape[0]))
         if want_grad and self.out_size != 1 and self.out_slot >= 0:
             raise TypeError("the traced function returns an array of %d values; the "
                             "gradient needs a scalar output" % self.out_size)
@@ -263,21 +276,21 @@ cdef class Replay:
         cdef Py_ssize_t g
         cdef double *adj = NULL
         cdef double *gp = NULL
+        cdef const double *pp = &prm[0] if self.n_param else NULL
+        cdef cnp.npy_intp dims[1]
         grad = None
         if want_grad:
-            grad = np.empty(self.n_in, dtype=np.float64)
+            dims[0] = self.n_in
+            grad = cnp.PyArray_EMPTY(1, dims, cnp.NPY_DOUBLE, 0)
             gp = <double *>cnp.PyArray_DATA(grad)
         with self.lock:
             if want_grad:
                 adj = t.acquire_adjoints(t.n)
             try:
                 if self.has_records:
-                    g = self._run_with_records(&x[0] if self.n_in else NULL,
-                                               &prm[0] if self.n_param else NULL,
-                                               adj, gp)
+                    g = self._run_with_records(xp, pp, adj, gp)
                 else:
-                    g = self._run_plain(&x[0] if self.n_in else NULL,
-                                        &prm[0] if self.n_param else NULL, adj, gp)
+                    g = self._run_plain(xp, pp, adj, gp)
                 if g >= 0:
                     return g, None, None
                 return -1, self._read_value(), grad
@@ -533,6 +546,27 @@ def param_leaf(Tape t, value):
 def var_slot(Var v):
     """The tape slot of a scalar Var (the first slot of an array Var's block)."""
     return v.slot
+
+
+def tape_copy(Tape src):
+    """A new Tape holding exactly src's slots, guards and records (right-sized).
+
+    fd.trace records on the thread's warm scratch tape (no growth by doubling while
+    f runs) and keeps this copy, which costs one memcpy per array.
+    """
+    cdef Tape t = Tape()
+    cdef Py_ssize_t n = src.n
+    t.reserve(n - t.n)
+    memcpy(t.op, src.op, n * sizeof(uint8_t))
+    memcpy(t.arg_a, src.arg_a, n * sizeof(int32_t))
+    memcpy(t.arg_b, src.arg_b, n * sizeof(int32_t))
+    memcpy(t.val, src.val, n * sizeof(double))
+    memcpy(t.da, src.da, n * sizeof(double))
+    memcpy(t.db, src.db, n * sizeof(double))
+    t.n = n
+    t.records = list(src.records)
+    t.guards = list(src.guards)
+    return t
 
 
 def tape_arrays(Tape t):

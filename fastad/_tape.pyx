@@ -576,7 +576,9 @@ cdef class Var:
         if self.shape_ is not None:
             if self.aval.size != 1:
                 raise TypeError("only size-1 array Vars can be converted to float")
-            return float(self.aval.reshape(-1)[0])
+            value = float(self.aval.reshape(-1)[0])
+            _guard(self, "float", None, value)   # the block's one slot
+            return value
         _guard(self, "float", None, self.v)
         return self.v
 
@@ -600,7 +602,9 @@ cdef class Var:
             if self.aval.size != 1:
                 raise ValueError("the truth value of an array Var with more than one "
                                  "element is ambiguous; use fd.where or .value.any()")
-            return bool(self.aval.reshape(-1)[0])
+            truth = bool(self.aval.reshape(-1)[0])
+            _guard(self, "!=", 0.0, truth)       # the block's one slot
+            return truth
         cdef bint out = self.v != 0.0
         _guard(self, "!=", 0.0, out)
         return out
@@ -761,7 +765,8 @@ cdef object compare(object x, object y, int opcode):
             vy = <Var>y
             vx.tape.check_var(vy)
             if vy.shape_ is not None:
-                return _compare_values(a, vy.aval, opcode)
+                return _guard_elementwise(vx, vy, opcode,
+                                          _compare_values(a, vy.aval, opcode))
             b = vy.v
         else:
             try:
@@ -773,15 +778,56 @@ cdef object compare(object x, object y, int opcode):
                     return NotImplemented
                 raise
             if type(yv) is not float:
-                return _compare_values(a, yv, opcode)
+                return _guard_elementwise(vx, yv, opcode,
+                                          _compare_values(a, yv, opcode))
             b = yv
         out = _compare_values(a, b, opcode)
         _guard(vx, _COMPARE_NAMES[opcode], y, out)
         return out
-    # array Var: elementwise comparison of values (no guard: used with fd.where)
+    # array Var: elementwise comparison of values.  The mask usually feeds
+    # fd.where or indexing, so a replay (fd.trace) must know if any element flips:
+    # the comparison is recorded as one guard with an outcome per element.
+    (<Var>x).tape.check_var(<Var>x)
     xv = (<Var>x).aval
     yv = y.value if type(y) is Var else y
-    return _compare_values(xv, yv, opcode)
+    return _guard_elementwise(<Var>x, y, opcode, _compare_values(xv, yv, opcode))
+
+
+cdef object _caller_line():
+    """(filename, lineno) of the innermost frame outside fastad."""
+    frame = sys._getframe(0)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("fastad"):
+        frame = frame.f_back
+    return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("?", 0)
+
+
+cdef object _guard_elementwise(Var x, object y, int opcode, object out):
+    """Record an elementwise comparison of x with y as one array guard.
+
+    The guard tuple has the usual fields, each an array broadcast to the outcome's
+    shape: x's slots, y's slots (-1 where y is a constant), y's constants, and the
+    boolean outcomes.  Returns `out`.
+    """
+    shape = np.shape(out)
+    sa = slot_index(x) if x.shape_ is not None else np.int64(x.slot)
+    if type(y) is Var:
+        x.tape.check_var(<Var>y)
+        sb = slot_index(<Var>y) if (<Var>y).shape_ is not None else np.int64((<Var>y).slot)
+        c = np.float64(0.0)
+    else:
+        sb = np.int64(-1)
+        try:
+            c = as_float_array(y, "other")
+        except TypeError:
+            return out      # x == None and the like: no number, nothing to guard
+    x.tape.guards.append((
+        _COMPARE_NAMES[opcode],
+        np.array(np.broadcast_to(sa, shape), dtype=np.int64),
+        np.array(np.broadcast_to(sb, shape), dtype=np.int64),
+        np.array(np.broadcast_to(c, shape), dtype=np.float64),
+        np.array(out, dtype=bool),
+        _caller_line()))
+    return out
 
 
 cdef object _compare_values(a, b, int opcode):
@@ -1151,7 +1197,8 @@ def where(cond, x, y):
     The gradient flows only into the selected operand: no 0 * inf NaN from the other.
     """
     if type(cond) is Var:
-        cond = (<Var>cond).value
+        # a mask taken from values: recorded as the guard `cond != 0` (per element)
+        cond = compare(cond, 0.0, 3)
     c = np.asarray(cond)
     if type(x) is not Var and type(y) is not Var:
         out = np.where(c, as_float_array(x, "x"), as_float_array(y, "y"))

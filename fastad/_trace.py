@@ -16,13 +16,16 @@ import numpy as np
 
 from fastad._errors import TraceError
 from fastad._pytree import tree_flatten, tree_unflatten
-from fastad._replay import GUARD_NAMES, Replay, param_leaf, var_slot
-from fastad._tape import Tape, Var
+from fastad._functional import _scratch_tape
+from fastad._replay import GUARD_NAMES, Replay, param_leaf, tape_copy, var_slot
+from fastad._tape import Var
 
 try:  # tangent and second-order sweeps (issue 4); absent in a partial build
     from fastad import _second
 except ImportError:  # pragma: no cover - the module is part of the normal build
     _second = None
+
+_F64 = np.dtype(np.float64)
 
 # Paths kept per traced function when retrace=True.  A few cover functions that
 # alternate between branches; more would make every failed guard cost a replay
@@ -37,7 +40,7 @@ _WORK_PER_THREAD = 200_000
 class ArgSpec:
     """The structure and leaf shapes of one argument group (x, or the params)."""
 
-    __slots__ = ("treedef", "shapes", "sizes", "size", "what")
+    __slots__ = ("treedef", "shapes", "sizes", "size", "what", "single")
 
     def __init__(self, treedef, shapes, what):
         self.treedef = treedef
@@ -45,6 +48,8 @@ class ArgSpec:
         self.sizes = tuple(int(np.prod(s, dtype=np.int64)) for s in self.shapes)
         self.size = sum(self.sizes)
         self.what = what
+        # the shape of the one leaf when the structure is a bare leaf (fast paths)
+        self.single = self.shapes[0] if treedef.kind == "leaf" else None
 
     @classmethod
     def of(cls, tree, what):
@@ -91,6 +96,11 @@ class ArgSpec:
 
     def unflatten(self, flat):
         """A pytree of this structure from a flat vector (floats for scalars)."""
+        single = self.single
+        if single is not None:
+            if single == ():
+                return float(flat[0])
+            return flat if len(single) == 1 else flat.reshape(single)
         out, o = [], 0
         for shape, size in zip(self.shapes, self.sizes):
             out.append(float(flat[o]) if shape == () else flat[o:o + size].reshape(shape))
@@ -161,17 +171,20 @@ def record(f, xspec, x_flat, pspec, p_flat):
 
 
 def _record(f, xspec, x_flat, pspec, p_flat):
-    tape = Tape()
-    with tape:
-        xs = [tape.variable(v) for v in xspec.leaf_values(x_flat)]
-        ps = [param_leaf(tape, v) for v in pspec.leaf_values(p_flat)]
+    # Record on the thread's warm scratch tape (as fd.grad does: no regrowth while
+    # f runs), then keep a right-sized copy; the scratch tape goes back to the pool.
+    with _scratch_tape() as scratch:
+        xs = [scratch.variable(v) for v in xspec.leaf_values(x_flat)]
+        ps = [param_leaf(scratch, v) for v in pspec.leaf_values(p_flat)]
         out = f(tree_unflatten(xspec.treedef, xs), *tree_unflatten(pspec.treedef, ps))
+        if type(out) is Var:
+            if out.tape is not scratch:
+                raise TraceError("fd.trace: f returned a Var recorded on another tape")
+            slot = var_slot(out)
+            shape, size = out.shape, out.size
+        tape = tape_copy(scratch)
     if type(out) is Var:
-        if out.tape is not tape:
-            raise TraceError("fd.trace: f returned a Var recorded on another tape")
-        slot = var_slot(out)
-        shape = out.shape
-        rp = Replay(tape, xspec.size, pspec.size, slot, max(out.size, 1))
+        rp = Replay(tape, xspec.size, pspec.size, slot, max(size, 1))
         return Path(rp, shape, None)
     if isinstance(out, (bool, np.bool_)) or out is None or isinstance(out, (str, bytes)):
         raise TypeError("fd.trace: f must return a number, an array or a Var, got %s"
@@ -267,19 +280,50 @@ class TracedFunction:
             return path, v, res
 
     def __call__(self, x, *params):
-        path, v, _ = self._dispatch(x, params, "traced f",
-                                    lambda p, xf, pf: p.rp.run(xf, pf, False))
-        return path.value(v)
+        r = self._fast(x, params, False)
+        if r is None:
+            r = self._dispatch(x, params, "traced f",
+                               lambda p, xf, pf: p.rp.run(xf, pf, False))
+        return r[0].value(r[1])
+
+    def _fast(self, x, params, want_grad):
+        """The common call -- one float, or one float64 array of the traced shape,
+        no new parameters -- straight into C; None when it does not apply or a
+        guard failed (the general path then handles it and reports the guard)."""
+        if params:
+            return None
+        single = self._xspec.single
+        t = type(x)
+        if t is float:
+            if single != ():
+                return None
+        elif t is not np.ndarray or x.shape != single or x.dtype != _F64 or \
+                not x.flags.c_contiguous:
+            return None
+        elif x.ndim != 1:
+            x = x.reshape(-1)
+        path = self._paths[0]
+        if want_grad and path.out_shape != ():
+            return None
+        g, v, gr = path.rp.run(x, self._p_default, want_grad)
+        if g >= 0:
+            return None
+        return path, v, gr
 
     def value_and_grad(self, x, *params):
         """(f(x) as a float, gradient with the structure of x)."""
-        path, v, g = self._dispatch(x, params, "tf.value_and_grad", _run_grad)
+        r = self._fast(x, params, True)
+        if r is None:
+            r = self._dispatch(x, params, "tf.value_and_grad", _run_grad)
+        path, v, g = r
         return path.value(v), self._xspec.unflatten(g)
 
     def grad(self, x, *params):
         """Gradient of the scalar output at x, with the structure of x."""
-        path, v, g = self._dispatch(x, params, "tf.grad", _run_grad)
-        return self._xspec.unflatten(g)
+        r = self._fast(x, params, True)
+        if r is None:
+            r = self._dispatch(x, params, "tf.grad", _run_grad)
+        return self._xspec.unflatten(r[2])
 
     # -- forward mode and second order (fastad._second sweeps on a replayed tape) --
 

@@ -103,6 +103,18 @@ def _dec_tree(obj):
     raise ValueError("bad tree kind")
 
 
+def _shapes(obj):
+    """A list of shapes (lists of non-negative ints) from JSON, or ValueError."""
+    if not isinstance(obj, list):
+        raise ValueError("shapes must be a list")
+    out = []
+    for s in obj:
+        if not isinstance(s, list) or not all(type(d) is int and 0 <= d < 2**40 for d in s):
+            raise ValueError("bad shape %r" % (s,))
+        out.append(tuple(s))
+    return out
+
+
 # -- writing -------------------------------------------------------------------------
 
 def dump_bytes(tf):
@@ -199,15 +211,22 @@ def load_bytes(data, source="pickle"):
     rec_b = data[off + meta_len:off + meta_len + rec_len]
     try:
         meta = json.loads(meta_b.decode("utf-8"))
-        xspec = ArgSpec(_dec_tree(meta["x_tree"]), meta["x_shapes"], "x")
-        pspec = ArgSpec(_dec_tree(meta["p_tree"]), meta["p_shapes"], "params")
+        x_tree, p_tree = _dec_tree(meta["x_tree"]), _dec_tree(meta["p_tree"])
+        x_shapes, p_shapes = _shapes(meta["x_shapes"]), _shapes(meta["p_shapes"])
+        if x_tree.num_leaves != len(x_shapes) or p_tree.num_leaves != len(p_shapes) \
+                or p_tree.kind != "tuple":
+            raise ValueError("structure and shapes disagree")
+        xspec = ArgSpec(x_tree, x_shapes, "x")
+        pspec = ArgSpec(p_tree, p_shapes, "params")
         out_shape = tuple(int(d) for d in meta["out_shape"])
         line_info = [(str(k), (str(f), int(ln)), bool(arr)) for k, f, ln, arr in meta["guards"]]
         name = str(meta["name"])
         retrace = bool(meta["retrace"])
         out_const = meta["out_const"]
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise TraceError("fd.load(%s): malformed metadata (%s)" % (source, e)) from None
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError,
+            OverflowError, UnicodeDecodeError) as e:
+        raise TraceError("fd.load(%s): malformed metadata (%s: %s)"
+                         % (source, type(e).__name__, e)) from None
     if (xspec.size != n_in or pspec.size != n_param
             or xspec.treedef.num_leaves != len(xspec.shapes)
             or pspec.treedef.num_leaves != len(pspec.shapes)
