@@ -64,8 +64,8 @@ cdef Py_ssize_t _new_block(Tape t, const double *values, Py_ssize_t m) except -1
     memset(t.op + base, FAD_BLOCK, m * sizeof(uint8_t))
     memset(t.arg_a + base, 0, m * sizeof(int32_t))
     memset(t.arg_b + base, 0, m * sizeof(int32_t))
-    memset(t.da + base, 0, m * sizeof(double))
-    memset(t.db + base, 0, m * sizeof(double))
+    #memset(t.da + base, 0, m * sizeof(double))
+    #memset(t.db + base, 0, m * sizeof(double))
     memcpy(t.val + base, values, m * sizeof(double))
     t.n = base + m
     return base

@@ -330,6 +330,12 @@ cdef class Tape:
             self.check_var(s)
             if s.slot < lo:
                 lo = s.slot
+        # Leaves have no arguments: sweeping the run of leaves at the bottom of the
+        # range (an array source is one long run) only adds zeros into the sentinel,
+        # serially, ~10 ns a slot.  Start above it.  (FAD_BLOCK slots are not
+        # skipped: they belong to records.)
+        while lo < tv.slot and self.op[lo] <= FAD_CONST:   # FAD_VAR, FAD_PARAM, FAD_CONST
+            lo += 1
         # a target inside an array record's block (y = (A @ x)[0]): that record's
         # backward reads its whole block's adjoints, so cover them (zeroed)
         cdef Py_ssize_t top = tv.slot + 1
@@ -1266,6 +1272,11 @@ def _reduce(int op, Var x, axis, keepdims):
     t.check_var(x)
     if x.shape_ is None:
         return x
+    if op == FAD_ADD and _array_ops is not None:
+        # large sums: one record with NumPy's (pairwise) sum instead of k slots each
+        out = _array_ops.large_reduce("sum", x, axis, keepdims)
+        if out is not NotImplemented:
+            return out
     if op == FAD_ADD and _array_ops is not None:
         # large sums: one record with NumPy's (pairwise) sum instead of k slots each
         out = _array_ops.large_reduce("sum", x, axis, keepdims)
