@@ -10,6 +10,7 @@
 # slots whose values a NumPy kernel wrote and whose adjoint a NumPy kernel spreads.
 cimport cython
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from cpython.object cimport PyObject, PyTypeObject
 from libc.string cimport memset, memcpy
 from libc.math cimport isnan, NAN
 from libc.stdint cimport uint8_t, int32_t, uint32_t, INT32_MAX
@@ -24,6 +25,12 @@ from fastad._errors import TapeError
 cnp.import_array()
 
 include "_ops.pxi"
+
+cdef extern from "Python.h":
+    # just the field of PyTypeObject needed to hide Var.__new__ (see below Var)
+    ctypedef struct _TypeWithDict "PyTypeObject":
+        PyObject *tp_dict
+    void _type_modified "PyType_Modified"(PyTypeObject *t)
 
 # Bytes of tape storage per scalar slot (op, two argument slots, value, two
 # partials); the adjoint buffer is extra.  bench/ reports it.
@@ -508,6 +515,7 @@ cdef Var leaf_block(Tape t, object arr, uint8_t op):
 
 @cython.final
 @cython.freelist(256)
+@cython.auto_pickle(False)   # its generated __setstate__ could set tape to None
 cdef class Var:
     """A value recorded on a tape: a scalar or an array of any shape.
 
@@ -518,6 +526,16 @@ cdef class Var:
     def __init__(self, *args, **kwargs):
         raise TypeError("Var cannot be created directly; use tape.variable(x), or "
                         "fd.grad(f) which passes Vars to f")
+
+    # Vars are immutable: a copy is the Var itself (as for floats)
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        raise TypeError("a Var cannot be pickled: it lives on a tape; pickle .value")
 
     @property
     def value(self):
@@ -726,6 +744,19 @@ cdef class Var:
 
     def dot(self, other):
         return dot(self, other)
+
+
+def _var_new(*args, **kwargs):
+    raise TypeError("Var cannot be created directly; use tape.variable(x), or "
+                    "fd.grad(f) which passes Vars to f")
+
+
+# Var.__new__(Var) from Python would make a Var with no tape (tape is None), and
+# every operation on it would dereference None in C: a segfault.  The Python-visible
+# __new__ is replaced by one that raises; fastad's own code (and sibling Cython
+# modules) call the type's C slot tp_new directly, which is unaffected.
+(<dict>(<object>(<_TypeWithDict *>Var).tp_dict))["__new__"] = staticmethod(_var_new)
+_type_modified(<PyTypeObject *>Var)
 
 
 # The numpy-dispatch implementation registers itself (fastad._numpy_dispatch).

@@ -344,3 +344,26 @@ def test_indexing_out_of_range():
         g = tape.gradient(y, [w, m])
         assert g[0].tolist() == [0, 0, 0, 0, 5.0] and g[1][1, 2] == 4.0
     ''')
+
+
+def test_no_tapeless_var_can_be_made():
+    run_child('''
+        import copy, pickle
+        expect(TypeError, lambda: fd.Var(), "cannot be created directly")
+        expect(TypeError, lambda: fd.Var(1.0), "cannot be created directly")
+        expect(TypeError, lambda: fd.Var.__new__(fd.Var), "cannot be created directly")
+        expect(TypeError, lambda: object.__new__(fd.Var))
+        expect(TypeError, lambda: type("Sub", (fd.Var,), {}))       # final
+        with fd.Tape() as tape:
+            x = tape.variable(2.0)
+            w = tape.variable(np.ones(3))
+        # Vars are immutable: copies are the Var itself, pickling is refused
+        assert copy.copy(x) is x and copy.deepcopy(w) is w
+        assert copy.deepcopy({"p": [x, w]})["p"][0] is x
+        expect(TypeError, lambda: pickle.dumps(x), "pickle")
+        expect(TypeError, lambda: pickle.dumps(tape))
+        assert not hasattr(x, "__setstate_cython__")
+        with tape:
+            y = copy.copy(x) * copy.deepcopy(x)
+        assert tape.gradient(y, x) == 4.0
+    ''')
