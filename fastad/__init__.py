@@ -17,8 +17,6 @@ from fastad._tape import abs as _abs_op
 from fastad._math import clip, where, logsumexp
 from fastad._array_math import softmax, log_softmax   # also registers array records
 from fastad import _numpy_dispatch                      # np.sin(x), np.sum(x), ... on Vars
-from fastad._array_math import softmax, log_softmax   # also registers array records
-from fastad import _numpy_dispatch                      # np.sin(x), np.sum(x), ... on Vars
 from fastad._functional import grad, value_and_grad, check_grad, debug_nans
 from fastad._dual import Dual
 from fastad._forward import jvp, vjp, jacobian, hessian, hvp, derivative

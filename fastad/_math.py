@@ -26,12 +26,6 @@ def logsumexp(x, axis=None, keepdims=False):
         out = logsumexp_record(x, axis, keepdims)
         if out is not NotImplemented:
             return out
-    if type(x) is Var:
-        # large arrays: one record (fastad._arrays) instead of four elementwise ops
-        from fastad._array_math import logsumexp_record
-        out = logsumexp_record(x, axis, keepdims)
-        if out is not NotImplemented:
-            return out
     values = x.value if type(x) is Var else np.asarray(x, dtype=np.float64)
     if np.ndim(values) == 0:
         return x if type(x) is Var else float(values)
