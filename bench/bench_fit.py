@@ -7,7 +7,9 @@
    fd.minimize(f, x0, trace=True) (recorded once, replayed in C, exact gradient)
    against scipy.optimize.minimize(f, x0) with SciPy's finite-difference gradient
    (f vectorised NumPy, '2-point' differences: n + 1 calls of f per gradient).
-   Budget: >= 10x faster with the same answer.
+   Budget: >= 10x faster with the same answer.  The finite-difference run is the
+   slow part of this suite (281 s of its 303 s on the shared development machine);
+   --quick uses n = 100 (about 2 s).
 
 Run through bench/run.py (`--suite fit`) or alone: python bench/bench_fit.py [--quick]
 """
