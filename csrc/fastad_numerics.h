@@ -26,6 +26,17 @@ static inline double fad_dsigmoid(double x) {
     return fad_sigmoid(x) * fad_sigmoid(-x);
 }
 
+/* tanh'(x) = 1 - tanh(x)^2 = 4 e / (1 + e)^2 with e = exp(-2|x|).  1 - r * r is
+ * exact enough while |r| < 0.5, but r rounds to +-1 for |x| > 19 and the
+ * difference becomes 0 (true value 1.7e-17 at x = 20); the exp form keeps every
+ * digit until it underflows.  (The derivative of expm1 is exp(a) for the same
+ * reason: r + 1 is 0 once expm1(a) rounds to -1.) */
+static inline double fad_dtanh(double x, double r) {
+    if (fabs(x) < 0.5) return 1.0 - r * r;
+    double e = exp(-2.0 * fabs(x));
+    return 4.0 * e / ((1.0 + e) * (1.0 + e));
+}
+
 /* softplus(x) = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)). */
 static inline double fad_softplus(double x) {
     return fmax(x, 0.0) + log1p(exp(-fabs(x)));
@@ -98,7 +109,8 @@ static inline double fad_pow_dxx(double x, double y) {
     return y * (y - 1.0) * pow(x, y - 2.0);
 }
 static inline double fad_pow_dxy(double x, double y) {
-    if (y == 0.0) return 0.0;
+    /* d/dy of y * x**(y-1) at y = 0 is 1/x (x != 0): not 0, although dx is 0 there */
+    if (y == 0.0) return x == 0.0 ? 0.0 : 1.0 / x;
     if (x == 0.0) return pow(x, y - 1.0);  /* the log term is dropped, as in dy */
     return pow(x, y - 1.0) * (1.0 + y * log(x));
 }
@@ -111,6 +123,22 @@ static inline double fad_pow_dyy(double x, double r) {
 /* hypot'(0, 0) is taken as 0 (a subgradient), not 0/0. */
 static inline double fad_div0(double num, double den) {
     return den == 0.0 ? 0.0 : num / den;
+}
+
+/* d hypot(a, b) / da = a / r, with r = hypot(a, b); 0 at the origin (see above).
+ * When r is subnormal it has lost relative precision (hypot(5e-324, 5e-324)
+ * rounds to 5e-324, so a / r would be 1 instead of 0.7071): rescale by 2**600
+ * first, exactly, and divide then.  The second partials are products of these
+ * unit components over r, never b * b / r**3, which overflows to inf / inf = NaN
+ * for |a|, |b| > 1e103 and underflows to 0 / 0 below 1e-103. */
+static inline double fad_hypot_d(double a, double b, double r) {
+    if (r == 0.0) return 0.0;
+    if (r < 2.2250738585072014e-308) {
+        a *= 0x1p600;
+        b *= 0x1p600;
+        r = hypot(a, b);
+    }
+    return a / r;
 }
 
 #endif /* FASTAD_NUMERICS_H */

@@ -34,13 +34,13 @@
   X(ARCTAN,   "arctan",   atan(a),         1.0 / (1.0 + a * a),   -2.0 * a / ((1.0 + a * a) * (1.0 + a * a)), -3.0, 3.0) \
   X(SINH,     "sinh",     sinh(a),         cosh(a),               r,                -3.0, 3.0) \
   X(COSH,     "cosh",     cosh(a),         sinh(a),               r,                -3.0, 3.0) \
-  X(TANH,     "tanh",     tanh(a),         1.0 - r * r,           -2.0 * r * (1.0 - r * r), -3.0, 3.0) \
+  X(TANH,     "tanh",     tanh(a),         fad_dtanh(a, r),       -2.0 * r * fad_dtanh(a, r), -3.0, 3.0) \
   X(ARCSINH,  "arcsinh",  asinh(a),        1.0 / hypot(a, 1.0),   -a / pow(a * a + 1.0, 1.5), -3.0, 3.0) \
   X(ARCCOSH,  "arccosh",  acosh(a),        1.0 / (sqrt(a - 1.0) * sqrt(a + 1.0)), -a / pow(a * a - 1.0, 1.5), 1.1, 4.0) \
   X(ARCTANH,  "arctanh",  atanh(a),        1.0 / (1.0 - a * a),   2.0 * a / ((1.0 - a * a) * (1.0 - a * a)), -0.9, 0.9) \
   X(EXP,      "exp",      exp(a),          r,                     r,                -3.0, 3.0) \
   X(EXP2,     "exp2",     exp2(a),         r * FAD_LN2,           r * FAD_LN2 * FAD_LN2, -3.0, 3.0) \
-  X(EXPM1,    "expm1",    expm1(a),        r + 1.0,               r + 1.0,          -3.0, 3.0) \
+  X(EXPM1,    "expm1",    expm1(a),        exp(a),                exp(a),           -3.0, 3.0) \
   X(LOG,      "log",      log(a),          1.0 / a,               -1.0 / (a * a),   0.1, 5.0) \
   X(LOG2,     "log2",     log2(a),         1.0 / (a * FAD_LN2),   -1.0 / (a * a * FAD_LN2), 0.1, 5.0) \
   X(LOG10,    "log10",    log10(a),        1.0 / (a * FAD_LN10),  -1.0 / (a * a * FAD_LN10), 0.1, 5.0) \
@@ -71,8 +71,10 @@
               -2.0 * a * b / ((a * a + b * b) * (a * a + b * b)), \
               (a * a - b * b) / ((a * a + b * b) * (a * a + b * b)), \
               2.0 * a * b / ((a * a + b * b) * (a * a + b * b)),       -3.0, 3.0, -3.0, 3.0) \
-  X(HYPOT,    "hypot",    hypot(a, b), fad_div0(a, r), fad_div0(b, r), \
-              fad_div0(b * b, r * r * r), fad_div0(-a * b, r * r * r), fad_div0(a * a, r * r * r), \
+  X(HYPOT,    "hypot",    hypot(a, b), fad_hypot_d(a, b, r), fad_hypot_d(b, a, r), \
+              fad_div0(fad_hypot_d(b, a, r) * fad_hypot_d(b, a, r), r), \
+              fad_div0(-fad_hypot_d(a, b, r) * fad_hypot_d(b, a, r), r), \
+              fad_div0(fad_hypot_d(a, b, r) * fad_hypot_d(a, b, r), r), \
                                                                         -3.0, 3.0, -3.0, 3.0) \
   X(MAXIMUM,  "maximum",  fad_max(a, b), fad_dmax_a(a, b), fad_dmax_a(b, a), 0.0, 0.0, 0.0, -3.0, 3.0, -3.0, 3.0) \
   X(MINIMUM,  "minimum",  fad_min(a, b), fad_dmin_a(a, b), fad_dmin_a(b, a), 0.0, 0.0, 0.0, -3.0, 3.0, -3.0, 3.0) \
