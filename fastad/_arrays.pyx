@@ -75,7 +75,7 @@ cdef object _emit(Tape t, ArrayRecord rec, object out):
     """Append rec's block holding `out` and return the Var that names it."""
     out = np.asarray(out, dtype=np.float64, order="C")
     cdef Py_ssize_t m = out.size
-    cdef double[::1] flat
+    cdef const double[::1] flat
     cdef Var r
     if m == 0:
         # nothing to differentiate: an empty array Var without a record (a record
