@@ -171,13 +171,14 @@ cdef object _over_array(int op, Dual d, object arr, bint arr_first):
 
 
 def apply1(int op, x):
-    """fd.<unary function>(x) for a Dual x (registered with fastad._tape)."""
-    return _dual1(op, <Dual>x)
+    """fd.<unary function>(x) for a Dual or an object array of Duals (registered
+    with fastad._tape)."""
+    return _map1(op, x)
 
 
 def apply2(int op, x, y):
-    """fd.<binary function>(x, y) where x or y is a Dual."""
-    return _dual2(op, x, y)
+    """fd.<binary function>(x, y) where x or y is a Dual or an object array."""
+    return _map2(op, x, y)
 
 
 # NumPy ufuncs that are rows of the op table under another name.
@@ -403,6 +404,15 @@ cdef class Dual:
         if ufunc.nin == 1:
             return _map1(entry[0], inputs[0])
         return _map2(entry[0], inputs[0], inputs[1])
+
+    def __getattr__(self, name):
+        # NumPy's object-dtype loops call x.sin(), x.exp(), ... on each element, so
+        # np.sin(array_of_duals) works through the same table rows.
+        entry = _UFUNCS.get(name)
+        if entry is None or entry[1] != 1:
+            raise AttributeError("'Dual' object has no attribute %r" % name)
+        op = entry[0]
+        return lambda: _dual1(op, self)
 
     # -- reductions of a scalar (fd.sum(d) and friends) --------------------------------
 
