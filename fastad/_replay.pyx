@@ -90,6 +90,31 @@ cdef void forward_scalar(const uint8_t *op, const int32_t *a, const int32_t *b,
         val[i] = fad_eval(o, val[a[i]], y, &da[i], &db[i])
 
 
+cdef void reverse_scalar(const int32_t *a, const int32_t *b, const double *da,
+                         const double *db, double *adj,
+                         Py_ssize_t hi, Py_ssize_t lo) noexcept nogil:
+    """The reverse sweep of fastad._tape.sweep_scalar, minus the sentinel writes.
+
+    sweep_scalar adds db*g into adj[0] for every unary and constant-operand op (b
+    points at the sentinel): harmless, but it chains every iteration through one
+    memory cell (load, add, store, forwarded to the next iteration's load).
+    Skipping b == 0 performs the same additions, in the same order and with the
+    same operands, on every real slot, so gradients are bit for bit those of
+    sweep_scalar.  (Keeping a[i] == i - 1 contributions in a register was tried:
+    faster, but NaN payloads then depend on the compiler's operand order.)
+    """
+    cdef Py_ssize_t i
+    cdef int32_t bi
+    cdef double g
+    for i in range(hi, lo - 1, -1):
+        g = adj[i]
+        if g != 0.0:
+            adj[a[i]] += da[i] * g
+            bi = b[i]
+            if bi != 0:
+                adj[bi] += db[i] * g
+
+
 cdef inline bint _compare(int kind, double x, double y) noexcept nogil:
     if kind == 0:
         return x < y
@@ -144,7 +169,7 @@ cdef Py_ssize_t run_row(const Prog *p, const double *x, const double *prm,
             top = p.out if p.out > p.n_in else p.n_in
             memset(adj, 0, (top + 1) * sizeof(double))
             adj[p.out] = 1.0
-            sweep_scalar(p.a, p.b, da, db, adj, p.out, 1)
+            reverse_scalar(p.a, p.b, da, db, adj, p.out, 1)
             memcpy(grad, adj + 1, p.n_in * sizeof(double))
         else:
             memset(grad, 0, p.n_in * sizeof(double))

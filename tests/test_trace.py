@@ -30,8 +30,13 @@ def same(a, b):
             same(u, v)
         return
     assert type(a) is type(b), (type(a), type(b))
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_array_equal(a, b)      # NaN where NaN
+    # every bit of every number; a NaN's sign and payload are left to the compiler
+    # (it may negate by flipping the sign bit in one inlined copy of the op table
+    # and by dividing in another), so NaNs only have to be NaN
+    keep = ~np.isnan(a)
+    assert a[keep].tobytes() == b[keep].tobytes()
 
 
 def line_of(fn, text):
