@@ -612,3 +612,53 @@ def test_hostile_files_in_subprocess(tmp_path):
                        text=True, timeout=300, env=env)
     assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-4000:])
     assert r.stdout.startswith("ok"), r.stdout
+
+
+# ----------------------------------------------------------------------------------
+# Array records (matmul and NumPy kernels) and threads
+
+def mlp_loss(w, X, y):
+    r = fd.tanh(X @ w) - y
+    return fd.sum(r * r) + 1e-3 * fd.sum(w * w)
+
+
+def test_trace_with_array_records():
+    rng = np.random.default_rng(3)
+    w0, X0, y0 = rng.normal(size=30), rng.normal(size=(200, 30)), rng.normal(size=200)
+    tf = fd.trace(mlp_loss, w0, X0, y0)
+    assert tf.tape.records           # matmul (at least) is an array record
+    w, X1, y1 = rng.normal(size=30), rng.normal(size=(200, 30)), rng.normal(size=200)
+    same(tf.grad(w), fd.grad(mlp_loss)(w, X0, y0))
+    same(tf.grad(w, X1, y1), fd.grad(mlp_loss)(w, X1, y1))
+    W = rng.normal(size=(5, 30))
+    G = tf.grad_batch(W, X1, y1, threads=2)
+    for i in range(5):
+        same(G[i], fd.grad(mlp_loss)(W[i], X1, y1))
+    tf2 = pickle.loads(pickle.dumps(tf))
+    same(tf2.grad(w, X1, y1), tf.grad(w, X1, y1))
+    np.testing.assert_allclose(tf.hvp(w, np.ones(30)),
+                               fd.hvp(lambda v: mlp_loss(v, X0, y0))(w, np.ones(30)),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_concurrent_calls_from_threads():
+    import threading
+    tf = fd.trace(rosen, np.zeros(50))
+    rng = np.random.default_rng(4)
+    xs = rng.normal(size=(8, 50))
+    expect = [fd.grad(rosen)(x) for x in xs]
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(30):
+                same(tf.grad(xs[k]), expect[k])
+        except Exception as e:      # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
