@@ -1293,6 +1293,8 @@ cdef object _chain_reduce(Tape t, int op, object slots2d, object shape):
         acc = <int32_t>s[i, 0]
         for j in range(1, k):
             r = fad_eval(op, t.val[acc], t.val[s[i, j]], &dx, &dy)
+            if _debug_nans:      # sum([inf, -inf]), prod([inf, 0]) make a NaN here
+                _check_nan(op, r, t.val[acc], t.val[s[i, j]])
             acc = <int32_t>t.push(op, acc, <int32_t>s[i, j], r, dx, dy)
         o[i] = acc
     return out_slots

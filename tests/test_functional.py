@@ -343,6 +343,10 @@ def test_check_grad_rejects_bad_points(bad):
     (lambda x: 0.5 ** x * fd.arcsin(x), 2.0, "arcsin"),
     (lambda x: fd.sum(fd.log(x)), np.array([1.0, -1.0]), "log"),
     (lambda x: fd.sum(x * np.array([0.0, math.inf])), np.array([1.0, 0.0]), "multiply"),
+    (lambda x: fd.sum(x), np.array([math.inf, -math.inf]), "add"),
+    (lambda x: fd.mean(x * 2.0), np.array([1.0, math.inf, -math.inf]), "add"),
+    (lambda x: fd.prod(x), np.array([math.inf, 0.0]), "multiply"),
+    (lambda x: x.sum(), np.array([[math.inf], [-math.inf]]), "add"),
 ])
 def test_debug_nans_raises_naming_the_op(f, x, opname):
     with fd.debug_nans():
