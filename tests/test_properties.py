@@ -7,7 +7,8 @@ defined and bounded wherever hypothesis evaluates it.  Properties:
     difference across a kink of abs, floor, max, ... is meaningless);
   - tape.gradient on an explicit tape equals fd.grad bit for bit (all ops);
   - the same expression on array Vars gives, element by element, the values and
-    gradients of the scalar computation (all ops).
+    gradients of the scalar computation (all ops; to a few ulps, since array
+    kernels may use NumPy's own libm).
 """
 import math
 
@@ -155,5 +156,8 @@ def test_array_vars_match_the_scalar_computation_elementwise(data):
     scalar = [fd.value_and_grad(lambda v: evaluate(expr, [v]))(float(v)) for v in xs]
     if total is None:            # the expression does not involve x
         return
-    np.testing.assert_array_equal(out.value, [s[0] for s in scalar])
-    np.testing.assert_array_equal(tape.gradient(total, x), [s[1] for s in scalar])
+    # vectorised kernels (NumPy's SIMD libm) may differ from the C scalar path in the
+    # last bits, so this is a tight tolerance rather than bit equality
+    np.testing.assert_allclose(out.value, [s[0] for s in scalar], rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(tape.gradient(total, x), [s[1] for s in scalar],
+                               rtol=1e-12, atol=1e-300)
