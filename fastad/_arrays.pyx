@@ -38,11 +38,12 @@ cdef extern from "fastad_vec.h" nogil:
                       const double *G, double *GA, Py_ssize_t sga,
                       double *GB, Py_ssize_t sgb)
 
-# Arrays smaller than this keep the core's per-element scalar slots: below it the
-# fixed cost of a record (a Python object, a few NumPy calls, ~5 us) exceeds the
-# per-element cost, and scalar slots are understood by every sweep (second order
-# included).  Measured on the MLP benchmark's shapes; see bench/bench_mlp.py.
-RECORD_MIN_SIZE = 64
+# Arrays smaller than this keep the core's per-element scalar slots.  Recording
+# costs about the same on both paths up to ~64 elements (a record's fixed ~5 us of
+# Python and NumPy calls against the core's index bookkeeping), but scalar slots
+# replay in C without the GIL (fd.trace), so tiny arrays stay there.  From 16 up,
+# records win: the MLP benchmark's (32,) temporaries cost 15 us each as slots.
+RECORD_MIN_SIZE = 16
 
 # op code -> NumPy ufunc of the op's name (the value kernel when there is one)
 _UFUNC = {}
@@ -222,7 +223,9 @@ cdef class ArrayRecord:
 cdef object _record(ArrayRecord rec, tuple operands, names):
     """Run rec's kernel on the operands' values and append it to their tape."""
     cdef Tape t = _common_tape(operands)
-    rec._init_inputs(operands, names)
+    rec.slots = tuple([_slot(x) for x in operands])
+    rec.values = [_value(x, n) for x, n in zip(operands, names)]
+    rec.shapes = tuple([v.shape for v in rec.values])
     out = np.asarray(rec._compute(rec.values), dtype=np.float64)
     out = np.asarray(out, order="C")
     rec.out = out
@@ -375,6 +378,9 @@ cdef class MatmulRecord(ArrayRecord):
 
     def _vjp(self, g, values, out):
         a, b = values
+        if a.ndim == 2 and b.ndim == 2:
+            return [g @ b.T if self.slots[0] >= 0 else None,
+                    a.T @ g if self.slots[1] >= 0 else None]
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
@@ -559,19 +565,26 @@ cdef class ReduceRecord(ArrayRecord):
     cdef public bint keepdims
 
     def _compute(self, values):
-        f = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}[self.kind]
-        return f(values[0], axis=self.axes, keepdims=self.keepdims)
+        x = values[0]
+        # ndarray methods: np.sum & co. add a Python-level wrapper (~1.5 us each)
+        if self.kind == "sum":
+            return x.sum(axis=self.axes, keepdims=self.keepdims)
+        if self.kind == "mean":
+            return x.mean(axis=self.axes, keepdims=self.keepdims)
+        if self.kind == "max":
+            return x.max(axis=self.axes, keepdims=self.keepdims)
+        return x.min(axis=self.axes, keepdims=self.keepdims)
 
     def _weights(self, x, out):
         """d out / d x as an array of x's shape (max/min: ties share evenly)."""
-        ok = out if self.keepdims else np.expand_dims(out, self.axes)
-        mask = (x == ok)
+        mask = (x == self._expand(out))
         count = mask.sum(axis=self.axes, keepdims=True)
         with np.errstate(all="ignore"):
             return mask / count
 
     def _expand(self, g):
-        return g if self.keepdims else np.expand_dims(g, self.axes)
+        """g with the reduced axes put back as length 1 (keepdims form)."""
+        return g.reshape(_keep_shape(self.shapes[0], self.axes))
 
     def backward(self, adj):
         g = self._expand(adj[self.base:self.base + self.size].reshape(self.out_shape))
@@ -600,6 +613,10 @@ cdef class ReduceRecord(ArrayRecord):
             return np.mean(t, axis=self.axes, keepdims=self.keepdims)
         return np.sum(t * self._weights(values[0], out), axis=self.axes,
                       keepdims=self.keepdims)
+
+
+cdef tuple _keep_shape(tuple shape, tuple axes):
+    return tuple([1 if i in axes else d for i, d in enumerate(shape)])
 
 
 cdef double _count(tuple shape, tuple axes):
@@ -632,17 +649,25 @@ cdef class SoftmaxRecord(ArrayRecord):
     cdef public bint keepdims
 
     def _lse(self, x):
-        m = np.max(x, axis=self.axes, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0.0)
+        """logsumexp along the axes, keepdims form; the max is shifted out."""
+        m = x.max(axis=self.axes, keepdims=True)
+        if not np.isfinite(m).all():
+            m = np.where(np.isfinite(m), m, 0.0)
         with np.errstate(all="ignore"):
-            return np.log(np.sum(np.exp(x - m), axis=self.axes, keepdims=True)) + m
+            lse = np.log(np.exp(x - m).sum(axis=self.axes, keepdims=True))
+        lse += m
+        return lse
+
+    def _expand(self, a):
+        return a.reshape(_keep_shape(self.shapes[0], self.axes))
 
     def _compute(self, values):
         x = values[0]
         lse = self._lse(x)
         with np.errstate(all="ignore"):
             if self.kind == "logsumexp":
-                return lse if self.keepdims else np.squeeze(lse, self.axes)
+                return lse if self.keepdims else lse.reshape(
+                    [d for i, d in enumerate(x.shape) if i not in self.axes])
             if self.kind == "log_softmax":
                 return x - lse
             return np.exp(x - lse)
@@ -654,22 +679,22 @@ cdef class SoftmaxRecord(ArrayRecord):
                 return out
             if self.kind == "log_softmax":
                 return np.exp(out)
-            return np.exp(x - (out if self.keepdims else np.expand_dims(out, self.axes)))
+            return np.exp(x - self._expand(out))
 
     def _vjp(self, g, values, out):
         p = self._probs(values[0], out)
         if self.kind == "logsumexp":
-            return [(g if self.keepdims else np.expand_dims(g, self.axes)) * p]
+            return [self._expand(g) * p]
         if self.kind == "log_softmax":
-            return [g - p * np.sum(g, axis=self.axes, keepdims=True)]
-        return [p * (g - np.sum(g * p, axis=self.axes, keepdims=True))]
+            return [g - p * g.sum(axis=self.axes, keepdims=True)]
+        return [p * (g - (g * p).sum(axis=self.axes, keepdims=True))]
 
     def _jvp(self, values, tans, out):
         t = tans[0]
         p = self._probs(values[0], out)
-        s = np.sum(p * t, axis=self.axes, keepdims=True)
+        s = (p * t).sum(axis=self.axes, keepdims=True)
         if self.kind == "logsumexp":
-            return s if self.keepdims else np.squeeze(s, self.axes)
+            return s if self.keepdims else s.reshape(self.out_shape)
         if self.kind == "log_softmax":
             return t - s
         return p * (t - s)

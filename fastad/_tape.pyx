@@ -508,8 +508,16 @@ cdef Var leaf_block(Tape t, object arr, uint8_t op):
     cdef Py_ssize_t m = flat.shape[0], k
     t.reserve(m)
     cdef Py_ssize_t base = t.n
-    for k in range(m):
-        t.push(op, 0, 0, flat[k], 0.0, 0.0)
+    # block writes instead of m push() calls: a weight matrix of 8192 leaves took
+    # ~20 us one push at a time
+    memset(t.op + base, op, m * sizeof(uint8_t))
+    memset(t.arg_a + base, 0, m * sizeof(int32_t))
+    memset(t.arg_b + base, 0, m * sizeof(int32_t))
+    memset(t.da + base, 0, m * sizeof(double))
+    memset(t.db + base, 0, m * sizeof(double))
+    if m:
+        memcpy(t.val + base, &flat[0], m * sizeof(double))
+    t.n = base + m
     return new_array_var(t, base, arr)
 
 
