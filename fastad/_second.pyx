@@ -21,6 +21,7 @@ cimport cython
 from libc.math cimport isfinite
 from libc.stdint cimport uint8_t, int32_t
 
+import threading
 import numpy as np
 cimport numpy as cnp
 
@@ -59,6 +60,9 @@ cdef void tangent_range(const uint8_t *op, const int32_t *a, const int32_t *b,
     cdef double *ti
     cdef const double *ta
     cdef const double *tb
+    if k == 1:
+        tangent_range1(op, a, b, da, db, tan, lo, hi)
+        return
     for i in range(lo, hi + 1):
         o = op[i]
         if o >= FAD_NUM_SCALAR_OPS:
@@ -78,6 +82,61 @@ cdef void tangent_range(const uint8_t *op, const int32_t *a, const int32_t *b,
             # UNARY, and CONST whose db field holds the constant, not a partial
             for j in range(k):
                 ti[j] = _az(p, ta[j])
+
+
+cdef void tangent_range1(const uint8_t *op, const int32_t *a, const int32_t *b,
+                         const double *da, const double *db, double *tan,
+                         Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """tangent_range for one direction: no inner loop, ~2x faster per slot."""
+    cdef Py_ssize_t i
+    cdef int o, kind
+    for i in range(lo, hi + 1):
+        o = op[i]
+        if o >= FAD_NUM_SCALAR_OPS:
+            continue
+        kind = fad_op_kind[o]
+        if kind == FAD_KIND_BINARY:
+            tan[i] = _az(da[i], tan[a[i]]) + _az(db[i], tan[b[i]])
+        elif kind != FAD_KIND_LEAF:
+            tan[i] = _az(da[i], tan[a[i]])
+
+
+cdef void second_range1(const uint8_t *op, const int32_t *a, const int32_t *b,
+                        const double *val, const double *da, const double *db,
+                        const double *tan, double *adj, double *adjd,
+                        Py_ssize_t hi, Py_ssize_t lo) noexcept nogil:
+    """second_range for one direction (Hessian-vector products): same arithmetic,
+    in the same order, without the loops over directions."""
+    cdef Py_ssize_t i, ai, bi
+    cdef int o, kind
+    cdef double g, gd, hxx, hxy, hyy
+    for i in range(hi, lo - 1, -1):
+        g = adj[i]
+        gd = adjd[i]
+        if g == 0.0 and gd == 0.0:
+            continue
+        o = op[i]
+        if o >= FAD_NUM_SCALAR_OPS:
+            continue
+        kind = fad_op_kind[o]
+        if kind == FAD_KIND_LEAF:
+            continue
+        ai = a[i]
+        hxx = hxy = hyy = 0.0
+        if kind == FAD_KIND_BINARY:
+            bi = b[i]
+            if g != 0.0:
+                fad_second(o, val[ai], val[bi], val[i], &hxx, &hxy, &hyy)
+                adj[ai] += da[i] * g
+                adj[bi] += db[i] * g
+            adjd[ai] += _az(da[i], gd) + _az(hxx * g, tan[ai]) + _az(hxy * g, tan[bi])
+            adjd[bi] += _az(db[i], gd) + _az(hxy * g, tan[ai]) + _az(hyy * g, tan[bi])
+        else:
+            if g != 0.0:
+                fad_second(o, val[ai], db[i] if kind == FAD_KIND_CONST else 0.0,
+                           val[i], &hxx, &hxy, &hyy)
+                adj[ai] += da[i] * g
+            adjd[ai] += _az(da[i], gd) + _az(hxx * g, tan[ai])
 
 
 cdef void second_range(const uint8_t *op, const int32_t *a, const int32_t *b,
@@ -104,6 +163,9 @@ cdef void second_range(const uint8_t *op, const int32_t *a, const int32_t *b,
     cdef const double *ta
     cdef const double *tb
     cdef bint live
+    if k == 1:
+        second_range1(op, a, b, val, da, db, tan, adj, adjd, hi, lo)
+        return
     for i in range(hi, lo - 1, -1):
         o = op[i]
         if o >= FAD_NUM_SCALAR_OPS:
@@ -249,6 +311,33 @@ cdef int second_adjoints(Tape t, object tan, object adj, object adjd, Py_ssize_t
 
 
 # ----------------------------------------------------------------------------------
+# Work buffers
+
+_buffers = threading.local()
+
+
+cdef object _zeros(str tag, tuple shape):
+    """A zeroed float64 work array of `shape`, reused between calls of this thread.
+
+    Fresh np.zeros of a few hundred kB come from mmap and page-fault on first
+    touch: that doubled the cost of an hvp at 45k slots.  Callers copy out what
+    they return, so no result aliases a buffer.
+    """
+    cdef Py_ssize_t need = 1
+    for d in shape:
+        need *= d
+    store = getattr(_buffers, "store", None)
+    if store is None:
+        store = _buffers.store = {}
+    buf = store.get(tag)
+    if buf is None or buf.size < need:
+        buf = store[tag] = np.empty(max(need, 1))
+    out = buf[:need].reshape(shape)
+    out.fill(0.0)
+    return out
+
+
+# ----------------------------------------------------------------------------------
 # Entry points (fastad._forward, and fastad._trace after a replay)
 
 def var_slots(Var v):
@@ -286,7 +375,7 @@ def tangent_sweep(Tape tape, in_slots, out_slots, directions, str fname="jvp"):
     k = d.shape[0]
     if ins.size == 0 or outs.size == 0:
         return np.zeros((k, outs.size))
-    tan = np.zeros((tape.n, k))
+    tan = _zeros("tan", (tape.n, k))
     tan[ins, :] = d.T
     forward_tangents(tape, tan, ins.min(), outs.max(), fname)
     return np.ascontiguousarray(tan[outs, :].T)
@@ -303,7 +392,7 @@ def reverse_sweep(Tape tape, out_slots, in_slots, cotangents, str fname="vjp"):
     if ins.size == 0 or outs.size == 0:
         return res
     cdef Py_ssize_t hi = outs.max(), lo = ins.min()
-    adj = np.zeros(tape.n)
+    adj = _zeros("adj", (tape.n,))
     cdef double[::1] av = adj
     for j in range(k):
         adj[:hi + 1] = 0.0
@@ -326,9 +415,9 @@ def hvp_sweep(Tape tape, in_slots, Py_ssize_t out_slot, directions, str fname="h
     if ins.size == 0:
         return np.zeros(0), np.zeros((k, 0))
     n = tape.n
-    tan = np.zeros((n, k))
-    adj = np.zeros(n)
-    adjd = np.zeros((n, k))
+    tan = _zeros("tan", (n, k))
+    adj = _zeros("adj", (n,))
+    adjd = _zeros("adjd", (n, k))
     lo = ins.min()
     tan[ins, :] = d.T
     forward_tangents(tape, tan, lo, out_slot, fname)
@@ -353,18 +442,12 @@ def hessian_sweep(Tape tape, in_slots, Py_ssize_t out_slot, block=None,
     block = int(block)
     H = np.empty((m, m))
     lo = ins.min()
-    tan = np.empty((n, block))
-    adj = np.empty(n)
-    adjd = np.empty((n, block))
     grad = None
     for start in range(0, m, block):
         kk = min(block, m - start)
-        if kk != block:
-            tan = np.empty((n, kk))
-            adjd = np.empty((n, kk))
-        tan[...] = 0.0
-        adj[...] = 0.0
-        adjd[...] = 0.0
+        tan = _zeros("tan", (n, kk))
+        adj = _zeros("adj", (n,))
+        adjd = _zeros("adjd", (n, kk))
         tan[ins[start:start + kk], np.arange(kk)] = 1.0
         forward_tangents(tape, tan, lo, out_slot, fname)
         adj[out_slot] = 1.0
@@ -391,7 +474,7 @@ def jacobian_forward(Tape tape, in_slots, out_slots, block=None, str fname="jaco
     lo, hi = ins.min(), outs.max()
     for start in range(0, m, block):
         kk = min(block, m - start)
-        tan = np.zeros((n, kk))
+        tan = _zeros("tan", (n, kk))
         tan[ins[start:start + kk], np.arange(kk)] = 1.0
         forward_tangents(tape, tan, lo, hi, fname)
         J[:, start:start + kk] = tan[outs, :]

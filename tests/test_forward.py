@@ -270,6 +270,10 @@ def test_forward_equals_reverse_on_random_expressions(program, x, v):
 @given(programs, inputs)
 def test_hvp_equals_jvp_of_gradient(program, x):
     """Forward over reverse on the tape against finite differences of gradients."""
+    # An exact zero puts the symmetric-domain ops on their non-differentiable
+    # points (abs(0) reached from one side only, arctan2(0, 0)): there the tape's
+    # conventions (abs'(0) = 0, ...) legitimately differ from finite differences.
+    assume(np.all(np.abs(np.array(x)) > 1e-3))
     f = _build(program)
     fv = lambda a: f(a[0], a[1], a[2])
     x = np.array(x)
