@@ -244,6 +244,23 @@ cdef tuple _strided(object v, object shape):
     return np.ascontiguousarray(np.broadcast_to(v, shape), dtype=np.float64).reshape(-1), 1
 
 
+cdef int _layout(object v, tuple shape):
+    """How operand v broadcasts to `shape`: 0 a single element, 1 the same shape,
+    2 a trailing block repeated over leading axes (shape (k,) under (m, k)), 3 other."""
+    if v.size == 1:
+        return 0
+    vs = v.shape
+    if vs == shape:
+        return 1
+    cdef Py_ssize_t k = 0
+    while k < len(vs) and vs[k] == 1:
+        k += 1
+    vs = vs[k:]
+    if len(vs) <= len(shape) and tuple(shape[len(shape) - len(vs):]) == vs:
+        return 2
+    return 3
+
+
 cdef class ElementwiseRecord(ArrayRecord):
     cdef public int op
     cdef public int arity
@@ -292,9 +309,47 @@ cdef class ElementwiseRecord(ArrayRecord):
         return ga, gb
 
     def backward(self, adj):
-        # The common cases accumulate straight into the adjoint buffer: an operand
-        # of the output's shape (stride 1) or a scalar operand (stride 0, the kernel
-        # sums).  A partly broadcast operand goes through a temporary and a sum.
+        # Accumulate straight into the adjoint buffer, no temporaries, when every
+        # operand is a scalar (stride 0: the kernel sums), of the output's shape, or
+        # a trailing block broadcast over leading axes (a bias row): the kernel then
+        # runs row by row.  Anything else goes through a temporary and a sum.
+        shape = self.out_shape
+        cdef int l0 = _layout(self.values[0], shape)
+        cdef int l1 = _layout(self.values[1], shape) if self.arity == 2 else 0
+        if l0 == 3 or l1 == 3:
+            self._backward_general(adj)
+            return
+        cdef double[::1] adjv = adj
+        cdef const double[::1] av, bv, rv
+        cdef Py_ssize_t n = self.size, inner = n, size0, size1, r, off
+        cdef Py_ssize_t s0 = self.slots[0]
+        cdef Py_ssize_t s1 = self.slots[1] if self.arity == 2 else -1
+        av = np.ascontiguousarray(self.values[0], dtype=np.float64).reshape(-1)
+        bv = np.ascontiguousarray(self.values[1], dtype=np.float64).reshape(-1) \
+            if self.arity == 2 else av
+        size0 = av.shape[0]
+        size1 = bv.shape[0]
+        if l0 == 2:
+            inner = min(inner, size0)
+        if l1 == 2:
+            inner = min(inner, size1)
+        rv = self.out.reshape(-1)
+        cdef Py_ssize_t sa = 0 if l0 == 0 else 1
+        cdef Py_ssize_t sb = 0 if l1 == 0 else 1
+        cdef double *ga
+        cdef double *gb
+        cdef Py_ssize_t o0, o1
+        for r in range(n // inner):
+            off = r * inner
+            o0 = 0 if l0 == 0 else off % size0
+            o1 = 0 if l1 == 0 else off % size1
+            ga = &adjv[s0 + o0] if s0 >= 0 else NULL
+            gb = &adjv[s1 + o1] if s1 >= 0 else NULL
+            fad_vjp_array(self.op, inner, &av[o0], sa, &bv[o1], sb, &rv[off],
+                          &adjv[self.base + off], ga, sa, gb, sb)
+
+    def _backward_general(self, adj):
+        """Any broadcasting: materialised operands and temporaries, then sums."""
         cdef double[::1] adjv = adj
         cdef const double[::1] av, bv, rv
         cdef double *pa = NULL
