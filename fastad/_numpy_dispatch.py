@@ -30,11 +30,33 @@ _UFUNC_EXTRA = {
     "sigmoid": _tape.sigmoid,
 }
 
-# comparisons: values only (a boolean array), exactly what Var's operators give
+# comparisons: values only (a boolean array), exactly what Var's operators give.
+# With an ndarray on the left (np.arange(3) < x) the comparison is taken reflected
+# on the Var: `a < b` would hand it back to ndarray.__lt__, which calls this ufunc
+# hook again (infinite recursion, found by tools/fuzz.py).
+# Var's own method is called (never the operator), and NotImplemented -- an
+# operand it cannot compare with, such as a string array -- becomes a TypeError
+# instead of another round through NumPy.
+def _comparison(name, reflected):
+    method = getattr(Var, "__%s__" % name)
+    reflected_method = getattr(Var, "__%s__" % reflected)
+
+    def compare(a, b):
+        if type(a) is Var:
+            out, other = method(a, b), b
+        else:
+            out, other = reflected_method(b, a), a
+        if out is NotImplemented:
+            raise TypeError("fastad: cannot compare a Var with %s"
+                            % type(other).__name__)
+        return out
+    return compare
+
+
 _COMPARISONS = {
-    "less": lambda a, b: a < b, "less_equal": lambda a, b: a <= b,
-    "greater": lambda a, b: a > b, "greater_equal": lambda a, b: a >= b,
-    "equal": lambda a, b: a == b, "not_equal": lambda a, b: a != b,
+    "less": _comparison("lt", "gt"), "less_equal": _comparison("le", "ge"),
+    "greater": _comparison("gt", "lt"), "greater_equal": _comparison("ge", "le"),
+    "equal": _comparison("eq", "eq"), "not_equal": _comparison("ne", "ne"),
 }
 
 

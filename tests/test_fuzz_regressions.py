@@ -60,3 +60,49 @@ def test_logsumexp_of_array_var_keepdims_path(x):
     v, g = fd.value_and_grad(fd.logsumexp)(x)
     assert v == pytest.approx(x[0] + np.log(2.0), rel=1e-15)
     np.testing.assert_allclose(g, [0.5, 0.5], rtol=1e-15)
+
+
+# -- tools/fuzz.py findings -------------------------------------------------------
+
+def _vars():
+    with fd.Tape() as t:
+        s = t.variable(1.0)
+        a = t.variable(np.arange(3.0))
+    return s, a
+
+
+def test_ndarray_on_the_left_of_a_comparison_with_a_var():
+    # fuzz 1:40  `np.arange(3.0) < v3` recursed until RecursionError: NumPy's
+    # __lt__ called Var.__array_ufunc__, whose lambda evaluated `a < b` again
+    s, a = _vars()
+    np.testing.assert_array_equal(np.arange(3.0) < a, [False, False, False])
+    np.testing.assert_array_equal(np.arange(3.0) >= a, [True, True, True])
+    np.testing.assert_array_equal(np.arange(3.0) < s, [True, False, False])
+    np.testing.assert_array_equal(np.less(np.arange(3.0), s), [True, False, False])
+    np.testing.assert_array_equal(np.arange(3.0) == s, [False, True, False])
+
+
+@pytest.mark.parametrize("other", [np.array(["s"]), np.array([1 + 2j])])
+def test_comparing_a_var_with_a_non_numeric_array_is_typeerror_or_bool(other):
+    # fuzz 3:14803  `np.array(['s']) == v1`: Var.__eq__ answered NotImplemented,
+    # NumPy dispatched back to the Var: RecursionError.  Now a TypeError, or (==
+    # and != on array values, as NumPy does) a boolean array.
+    for v in _vars():
+        for cmp in (lambda: other == v, lambda: other != v, lambda: other < v,
+                    lambda: v == other, lambda: v < other):
+            try:
+                out = cmp()
+            except TypeError:
+                continue
+            assert np.asarray(out).dtype == bool
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (0,), (1,), (1, 1)])
+def test_trace_of_function_returning_empty_or_one_element_array(shape):
+    # fuzz: fd.trace(lambda x: x, np.zeros((0, 3)))(np.zeros((0, 3))) raised
+    # AttributeError: the replay hands a one-element output back as a float
+    x0 = np.ones(shape)
+    for f in (lambda x: x, lambda x: x * 2.0):
+        out = fd.trace(f, x0)(x0)
+        assert isinstance(out, np.ndarray) and out.shape == shape
+        np.testing.assert_array_equal(out, np.asarray(f(x0)))
