@@ -226,10 +226,22 @@ cdef object _record(ArrayRecord rec, tuple operands, names):
     rec.slots = tuple([_slot(x) for x in operands])
     rec.values = [_value(x, n) for x, n in zip(operands, names)]
     rec.shapes = tuple([v.shape for v in rec.values])
-    out = np.asarray(rec._compute(rec.values), dtype=np.float64)
-    out = np.asarray(out, order="C")
+    out = np.asarray(rec._compute(rec.values), dtype=np.float64, order="C")
+    if _tape._debug_nans_enabled():
+        _check_nans(rec, out)
     rec.out = out
     return _emit(t, rec, out)
+
+
+cdef _check_nans(ArrayRecord rec, object out):
+    """fd.debug_nans: a NaN output from NaN-free inputs names this operation."""
+    if not np.isnan(out).any():
+        return
+    for v in rec.values:
+        if np.isnan(v).any():
+            return
+    raise FloatingPointError("fd.debug_nans: %s produced NaN from non-NaN inputs "
+                             "(array of shape %s)" % (rec.name, out.shape))
 
 
 # ----------------------------------------------------------------------------------

@@ -57,6 +57,11 @@ def _set_debug_nans(bint on):
     return old
 
 
+def _debug_nans_enabled():
+    """Whether fd.debug_nans() is active (array records check their outputs)."""
+    return _debug_nans
+
+
 def _register_dual(cls, apply1, apply2):
     global _dual_type, _dual_apply1, _dual_apply2
     _dual_type, _dual_apply1, _dual_apply2 = cls, apply1, apply2

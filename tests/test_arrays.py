@@ -489,3 +489,16 @@ def test_record_forward_and_tangent(name, f):
 
 def xv_slot(v):
     return _tape._test_slot(v)
+
+
+@pytest.mark.parametrize("shape", [SMALL, LARGE])
+def test_debug_nans_names_the_array_operation(shape):
+    x = np.full(shape, 2.0)
+    with fd.debug_nans():
+        with pytest.raises(FloatingPointError, match="log"):
+            fd.grad(lambda v: fd.sum(fd.log(v - 3.0)))(x)
+        # NaN already in the input: not this operation's fault
+        x_nan = x.copy()
+        x_nan.flat[0] = np.nan
+        g = fd.grad(lambda v: fd.sum(fd.exp(v)))(x_nan)
+        assert np.isnan(g.flat[0])
