@@ -1323,11 +1323,6 @@ def _reduce(int op, Var x, axis, keepdims):
         out = _array_ops.large_reduce("sum", x, axis, keepdims)
         if out is not NotImplemented:
             return out
-    if op == FAD_ADD and _array_ops is not None:
-        # large sums: one record with NumPy's (pairwise) sum instead of k slots each
-        out = _array_ops.large_reduce("sum", x, axis, keepdims)
-        if out is not NotImplemented:
-            return out
     idx = slot_index(x)
     nd = idx.ndim
     if axis is None:
