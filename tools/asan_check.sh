@@ -40,7 +40,8 @@ echo "asan_check: building with FASTAD_SANITIZE=1" >&2
 
 # The extension must really be instrumented, or a clean run would mean nothing.
 for so in "$DEST"/fastad/*.so; do
-    if ! nm -D "$so" 2>/dev/null | grep -q '__asan_init'; then
+    # (grep without -q: with pipefail, -q's early exit would SIGPIPE nm)
+    if ! nm -D "$so" 2>/dev/null | grep '__asan_' > /dev/null; then
         echo "asan_check: $so is not built with ASan" >&2
         exit 2
     fi
@@ -50,7 +51,10 @@ done
 # LeakSanitizer would report thousands of "leaks" that are not ours; the leak tests
 # (tests/test_leaks.py) measure memory directly instead.
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=0:allocator_may_return_null=1${ASAN_EXTRA:+:$ASAN_EXTRA}"
-export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:abort_on_error=1"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:abort_on_error=1:log_path=$DEST/sanitizer_report"
+# reports also go to files: pytest captures stderr, and an abort loses the capture
+export ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$DEST/sanitizer_report"
+rm -f "$DEST"/sanitizer_report.*
 export LD_PRELOAD="$LIBASAN $LIBUBSAN"
 # PyMem_* then goes straight to malloc, so ASan sees every tape array.
 export PYTHONMALLOC=malloc
@@ -68,4 +72,9 @@ set +e
 rc=$?
 set -e
 echo "asan_check: pytest exit $rc after $(( $(date +%s) - start )) s" >&2
+if ls "$DEST"/sanitizer_report.* > /dev/null 2>&1; then
+    echo "asan_check: sanitizer reports:" >&2
+    cat "$DEST"/sanitizer_report.* >&2
+    [ "$rc" -ne 0 ] || rc=1
+fi
 exit $rc
