@@ -157,7 +157,8 @@ cdef Py_ssize_t run_row(const Prog *p, const double *x, const double *prm,
     """Replay at inputs x and parameters prm; if grad != NULL, the gradient of the
     scalar output into grad[0 .. n_in).  Returns -1, or the failing guard's index."""
     cdef Py_ssize_t g, top
-    memcpy(val + 1, x, p.n_in * sizeof(double))
+    if p.n_in:   # x is NULL for an empty input; memcpy(_, NULL, 0) is undefined (UBSan)
+        memcpy(val + 1, x, p.n_in * sizeof(double))
     if p.n_param:
         memcpy(val + 1 + p.n_in, prm, p.n_param * sizeof(double))
     forward_scalar(p.op, p.a, p.b, val, da, db, p.first, p.n)
@@ -361,7 +362,8 @@ cdef class Replay:
         """Replay with array records in between: C stretches, then rec.forward()."""
         cdef Tape t = self.tape
         cdef Py_ssize_t lo = self.prog.first, base, g, top
-        memcpy(t.val + 1, x, self.n_in * sizeof(double))
+        if self.n_in:   # x is NULL for an empty input (memcpy from NULL is undefined)
+            memcpy(t.val + 1, x, self.n_in * sizeof(double))
         if self.n_param:
             memcpy(t.val + 1 + self.n_in, prm, self.n_param * sizeof(double))
         valview = np.asarray(<double[:t.n]>t.val)

@@ -63,7 +63,10 @@ export FASTAD_SANITIZED=1   # tests that cannot run under ASan (RLIMIT_AS) read 
 
 cd "$DEST"
 if [ "$#" -eq 0 ]; then
-    set -- tests
+    # test_leaks.py measures the RSS, which ASan's quarantine (256 MB of freed
+    # memory kept on purpose, to catch use-after-free) makes grow by design; it
+    # runs against the normal build.
+    set -- tests --ignore=tests/test_leaks.py
 fi
 echo "asan_check: running pytest $* under ASan+UBSan" >&2
 start=$(date +%s)
@@ -73,8 +76,12 @@ rc=$?
 set -e
 echo "asan_check: pytest exit $rc after $(( $(date +%s) - start )) s" >&2
 if ls "$DEST"/sanitizer_report.* > /dev/null 2>&1; then
-    echo "asan_check: sanitizer reports:" >&2
+    echo "asan_check: sanitizer output:" >&2
     cat "$DEST"/sanitizer_report.* >&2
-    [ "$rc" -ne 0 ] || rc=1
+    # WARNINGs about failed allocations are what test_alloc_failure provokes;
+    # errors are "ERROR: AddressSanitizer" and UBSan's "runtime error"
+    if cat "$DEST"/sanitizer_report.* | grep -E 'ERROR: AddressSanitizer|runtime error' > /dev/null; then
+        [ "$rc" -ne 0 ] || rc=1
+    fi
 fi
 exit $rc
