@@ -1022,8 +1022,9 @@ def _apply1(int op, x):
     """Apply unary op `op` to a float, an array, a Var or a Dual."""
     if type(x) is Var:
         return unary_op(op, <Var>x)
-    if _dual_type is not None and type(x) is _dual_type:
-        return _dual_apply1(op, x)
+    if _dual_type is not None and (type(x) is _dual_type or (
+            type(x) is np.ndarray and x.dtype.kind == "O")):
+        return _dual_apply1(op, x)     # a Dual, or an object array of Duals
     return _plain1(op, x)
 
 
@@ -1049,8 +1050,10 @@ def _apply2(int op, x, y):
         if ty is not Var:
             y = _as_operand(y, "y")
         return elementwise(op, x, y)
-    if _dual_type is not None and (tx is _dual_type or ty is _dual_type):
-        return _dual_apply2(op, x, y)
+    if _dual_type is not None and (tx is _dual_type or ty is _dual_type or (
+            tx is np.ndarray and x.dtype.kind == "O") or (
+            ty is np.ndarray and y.dtype.kind == "O")):
+        return _dual_apply2(op, x, y)  # Duals, or object arrays of Duals
     return _plain2(op, x, y)
 
 
