@@ -407,23 +407,42 @@ def hvp_sweep(Tape tape, in_slots, Py_ssize_t out_slot, directions, str fname="h
 
     directions: (k, m).  Returns (gradient (m,), H @ directions[j] for each j as a
     (k, m) array), from one tangent sweep and one second-order reverse sweep.
+
+    Seeding and reading out are C loops rather than NumPy fancy indexing: on a tape
+    of a few hundred slots the sweeps take ~4 us and each NumPy call ~1 us.
     """
-    ins = _slots(tape, in_slots, fname)
-    _slots(tape, [out_slot], fname)
-    d = _directions(directions, ins.size, fname + ": v")
-    k = d.shape[0]
-    if ins.size == 0:
+    cdef long long[::1] ins = _slots(tape, in_slots, fname)
+    if out_slot < 0 or out_slot >= tape.n:
+        raise ValueError("%s: slot out of range for a tape of %d slots" % (fname, tape.n))
+    cdef double[:, ::1] d = np.ascontiguousarray(
+        _directions(directions, ins.shape[0], fname + ": v"))
+    cdef Py_ssize_t k = d.shape[0], m = ins.shape[0], n = tape.n, i, j, lo
+    if m == 0:
         return np.zeros(0), np.zeros((k, 0))
-    n = tape.n
     tan = _zeros("tan", (n, k))
     adj = _zeros("adj", (n,))
     adjd = _zeros("adjd", (n, k))
-    lo = ins.min()
-    tan[ins, :] = d.T
+    cdef double[:, ::1] tv = tan
+    cdef double[::1] av = adj
+    cdef double[:, ::1] dv = adjd
+    lo = ins[0]
+    for i in range(m):
+        if ins[i] < lo:
+            lo = ins[i]
+        for j in range(k):
+            tv[ins[i], j] = d[j, i]
     forward_tangents(tape, tan, lo, out_slot, fname)
-    adj[out_slot] = 1.0
+    av[out_slot] = 1.0
     second_adjoints(tape, tan, adj, adjd, out_slot, lo, fname)
-    return adj[ins].copy(), np.ascontiguousarray(adjd[ins, :].T)
+    g = np.empty(m)
+    hv = np.empty((k, m))
+    cdef double[::1] gv = g
+    cdef double[:, ::1] hvv = hv
+    for i in range(m):
+        gv[i] = av[ins[i]]
+        for j in range(k):
+            hvv[j, i] = dv[ins[i], j]
+    return g, hv
 
 
 def hessian_sweep(Tape tape, in_slots, Py_ssize_t out_slot, block=None,

@@ -11,7 +11,9 @@
 # passes through a fastad extension module: it must be 0.
 set -euo pipefail
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY="${PYTHON:-python}"
+# The real interpreter binary: a pyenv shim or wrapper script would be what valgrind
+# runs, and without --trace-children the Python under test would run unchecked.
+PY="$("${PYTHON:-python}" -c 'import sys; print(sys.executable)')"
 LOG="${FASTAD_VALGRIND_LOG:-/tmp/fastad_valgrind.log}"
 SUPP="$SRC/tools/valgrind-python.supp"
 if [ "$#" -eq 0 ]; then
