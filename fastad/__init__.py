@@ -27,6 +27,16 @@ from fastad._trace_file import load
 
 abs = _abs_op
 
+# Lists, tuples and object arrays of Duals (forward mode has no array type of its
+# own) go to fastad._dual_collections; every other call is unchanged.
+from fastad import _dual_collections
+for _name in ("sum", "mean", "prod", "where", "stack", "array", "dot", "matmul",
+              "reshape", "transpose", "concatenate", "logsumexp", "softmax",
+              "log_softmax"):
+    globals()[_name] = _dual_collections.dual_aware(globals()[_name],
+                                                    getattr(_dual_collections, _name))
+del _name
+
 __version__ = "0.1.0"
 
 __all__ = [
