@@ -1,0 +1,29 @@
+"""Every ```python block of README.md runs, each in a fresh interpreter."""
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import fastad
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def test_readme_has_python_blocks():
+    assert len(BLOCKS) >= 5
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_block_runs(index, tmp_path):
+    # the fastad this test process imports (an editable install or the source tree)
+    root = str(pathlib.Path(fastad.__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=path)
+    r = subprocess.run([sys.executable, "-c", BLOCKS[index]], capture_output=True,
+                       text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, "README block %d failed:\n%s\n%s" % (
+        index, BLOCKS[index], r.stderr[-2000:])
