@@ -23,7 +23,7 @@ from libc.stdint cimport uint8_t, int32_t
 import numpy as np
 cimport numpy as cnp
 
-from fastad._tape cimport (Tape, Var, new_var, as_float_array, fad_op_name,
+from fastad._tape cimport (Tape, Var, new_var, as_float_array, fad_op_name, common_tape,
                            FAD_BLOCK, FAD_NUM_SCALAR_OPS)
 from fastad._tape import OP_INFO, current_tape
 import fastad._tape as _tape
@@ -106,19 +106,6 @@ cdef object _emit(Tape t, ArrayRecord rec, object out):
     r.shape_ = out.shape
     r.v = np.nan
     return r
-
-
-cdef Tape _common_tape(tuple operands):
-    """The tape of the Var operands (checked: live, one tape), or None."""
-    cdef Tape t = None
-    cdef Var v
-    for x in operands:
-        if type(x) is Var:
-            v = <Var>x
-            if t is None:
-                t = v.tape
-            t.check_var(v)
-    return t
 
 
 cdef object _value(object x, str argname):
@@ -222,7 +209,7 @@ cdef class ArrayRecord:
 
 cdef object _record(ArrayRecord rec, tuple operands, names):
     """Run rec's kernel on the operands' values and append it to their tape."""
-    cdef Tape t = _common_tape(operands)
+    cdef Tape t = common_tape(operands)
     rec.slots = tuple([_slot(x) for x in operands])
     rec.values = [_value(x, n) for x, n in zip(operands, names)]
     rec.shapes = tuple([v.shape for v in rec.values])

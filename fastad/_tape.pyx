@@ -1185,19 +1185,25 @@ def getitem(Var x, key):
     return gather(x, flat)
 
 
+cdef Tape common_tape(tuple operands):
+    """The tape of the Var operands (checked: live, one tape), or None."""
+    cdef Tape t = None
+    cdef Var v
+    for x in operands:
+        if type(x) is Var:
+            v = <Var>x
+            if t is None:
+                t = v.tape
+            t.check_var(v)
+    return t
+
+
 def stack(items, axis=0):
     """An array Var (or ndarray) from a sequence of scalars, Vars and arrays."""
     items = list(items)
     if not items:
         raise ValueError("stack: need at least one item")
-    cdef Tape t = None
-    for it in items:
-        if type(it) is Var:
-            (<Var>it).tape.check_var(<Var>it)
-            if t is None:
-                t = (<Var>it).tape
-            elif (<Var>it).tape is not t:
-                t.check_var(<Var>it)
+    cdef Tape t = common_tape(tuple(items))
     if t is None:
         return np.stack([as_float_array(it, "items") for it in items], axis=axis)
     parts = [it if type(it) is Var else _as_operand(it, "items") for it in items]
