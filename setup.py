@@ -10,6 +10,9 @@ import sys
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+JOBS = os.cpu_count() or 1
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULES = ["_tape", "_dual", "_second", "_replay", "_arrays"]
@@ -39,9 +42,25 @@ extensions = [
     for name in MODULES
 ]
 
+class ParallelBuildExt(build_ext):
+    """Compile the extensions side by side, one job per core.
+
+    pip's build backend gives no way to pass ``-j``; without this the five modules
+    compile one after another (4 minutes on 2 cores).  ``FASTAD_BUILD_JOBS`` or an
+    explicit ``build_ext -j N`` overrides the default.
+    """
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = int(os.environ.get("FASTAD_BUILD_JOBS", JOBS))
+
+
 setup(
+    cmdclass={"build_ext": ParallelBuildExt},
     ext_modules=cythonize(
         extensions,
+        nthreads=int(os.environ.get("FASTAD_BUILD_JOBS", JOBS)),
         compiler_directives={
             "language_level": 3,
             "boundscheck": debug,
