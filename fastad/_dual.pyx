@@ -34,6 +34,11 @@ cdef extern from "fastad_ops.h" nogil:
     double fad_eval(int op, double x, double y, double *dx, double *dy)
 
 
+# float() / complex() of a Dual (see Dual.__float__)
+_ESCAPE = ("%s() of a fastad Dual would drop its tangent; use fd.sin / np.sin instead "
+           "of math.sin, or d.value to read the number")
+
+
 cdef inline object _scale(double d, object t):
     """d * t for a tangent t (float or ndarray) with the absolute-zero rule of the
     tape sweeps: the product is 0 when either factor is 0, even if the other is inf
@@ -299,11 +304,14 @@ cdef class Dual:
 
     # -- escapes into Python --------------------------------------------------------
     # float() would drop the tangent without a trace (math.sin(d) would return a
-    # plain number with no derivative); refuse and point at .value instead.
+    # plain number with no derivative); refuse and point at .value instead.  The
+    # message has the shape of Var's (fastad/_tape.pyx, _FLOAT_ESCAPE).
 
     def __float__(self):
-        raise TypeError("float() of a Dual would drop its tangent; use fd.sin etc. "
-                        "(not math.*) on Duals, or .value for the number alone")
+        raise TypeError(_ESCAPE % "float")
+
+    def __complex__(self):
+        raise TypeError(_ESCAPE % "complex")
 
     def __int__(self):
         raise TypeError("int() of a Dual would drop its tangent; use .value")

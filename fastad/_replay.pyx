@@ -45,6 +45,8 @@ cdef enum:
     GK_SAME = 6
     GK_INT = 7
 
+# "float" is no longer recorded (float() of a Var raises: API.md 14); it stays so
+# that traces recorded before that still replay with their guards.
 GUARD_CODES = {"<": 0, "<=": 1, "==": 2, "!=": 3, ">": 4, ">=": 5,
                "float": GK_SAME, "index": GK_SAME, "int": GK_INT}
 GUARD_NAMES = {0: "<", 1: "<=", 2: "==", 3: "!=", 4: ">", 5: ">="}

@@ -526,6 +526,11 @@ cdef Var leaf_block(Tape t, object arr, uint8_t op):
     return new_array_var(t, base, arr)
 
 
+# The one message for a Var that would leave the tape as a plain number.
+_FLOAT_ESCAPE = ("%s() of a fastad Var would drop its derivative; use fd.sin / np.sin "
+                 "instead of math.sin, or v.value to read the number")
+
+
 @cython.final
 @cython.freelist(256)
 @cython.auto_pickle(False)   # its generated __setstate__ could set tape to None
@@ -583,6 +588,12 @@ cdef class Var:
             raise TypeError("iteration over a scalar Var")
         return (self[i] for i in range(self.shape_[0]))
 
+    def __reversed__(self):
+        # reversed() no longer finds the sq_item slot (cleared below the class)
+        if self.shape_ is None:
+            raise TypeError("reversed() of a scalar Var")
+        return (self[i] for i in range(self.shape_[0] - 1, -1, -1))
+
     def __getitem__(self, key):
         # fast path for x[i] on a 1-D array: the element's own slot, nothing recorded
         cdef Py_ssize_t i, n
@@ -607,17 +618,19 @@ cdef class Var:
     def __hash__(self):
         return id(self)
 
-    # -- escapes into Python: recorded as guards ---------------------------------
+    # -- escapes into Python ------------------------------------------------------
+    # float() would hand Python a number with no derivative: math.sin(x), float(x) * x,
+    # np.float64(x) and a[0] = x into a float array all go through it and would give
+    # a gradient with that part silently missing.  It raises instead (API.md 14), as
+    # Dual.__float__ does; .value reads the number deliberately.  int(), bool(),
+    # comparisons and indexing stay: their derivative is exactly zero, and under
+    # fd.trace they are recorded as guards.
 
     def __float__(self):
-        if self.shape_ is not None:
-            if self.aval.size != 1:
-                raise TypeError("only size-1 array Vars can be converted to float")
-            value = float(self.aval.reshape(-1)[0])
-            _guard(self, "float", None, value)   # the block's one slot
-            return value
-        _guard(self, "float", None, self.v)
-        return self.v
+        raise TypeError(_FLOAT_ESCAPE % "float")
+
+    def __complex__(self):
+        raise TypeError(_FLOAT_ESCAPE % "complex")
 
     def __int__(self):
         if self.shape_ is not None:
@@ -770,6 +783,24 @@ def _var_new(*args, **kwargs):
 # modules) call the type's C slot tp_new directly, which is unaffected.
 (<dict>(<object>(<_TypeWithDict *>Var).tp_dict))["__new__"] = staticmethod(_var_new)
 _type_modified(<PyTypeObject *>Var)
+
+
+cdef extern from "Python.h":
+    # just the field of PyTypeObject that makes a type a "sequence" to the C API
+    ctypedef struct _SequenceSlots "PySequenceMethods":
+        void *sq_item
+    ctypedef struct _TypeWithSequence "PyTypeObject":
+        _SequenceSlots *tp_as_sequence
+
+# Cython fills the sq_item slot for every __getitem__, which makes PySequence_Check
+# true for Var.  NumPy's `a[0] = x` (a float array) calls float(x) and, when that
+# raises for an object that passes PySequence_Check, replaces our TypeError with
+# "ValueError: setting an array element with a sequence."  Indexing goes through
+# mp_subscript and iteration through __iter__, so the slot is not needed: clear it
+# and a[0] = x raises the TypeError of Var.__float__ that names the fix.
+if (<_TypeWithSequence *>Var).tp_as_sequence is not NULL:
+    (<_TypeWithSequence *>Var).tp_as_sequence.sq_item = NULL
+    _type_modified(<PyTypeObject *>Var)
 
 
 # The numpy-dispatch implementation registers itself (fastad._numpy_dispatch).

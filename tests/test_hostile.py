@@ -149,7 +149,7 @@ def test_vars_from_a_reset_tape():
             fresh = tape.variable(np.arange(10.0))   # reuses the same slots
             f = fd.sum(fresh * fresh)
         uses = [lambda: x + 1, lambda: y * x, lambda: fd.exp(y), lambda: w[0], lambda: w[2:],
-                lambda: fd.sum(w), lambda: w * 2.0, lambda: x < y, lambda: float(x),
+                lambda: fd.sum(w), lambda: w * 2.0, lambda: x < y, lambda: int(x),
                 lambda: bool(y), lambda: tape.gradient(y, x), lambda: tape.gradient(f, x),
                 lambda: tape.gradient(f, [fresh, w]), lambda: fresh + w, lambda: x * fresh[0],
                 lambda: fd.stack([x, fresh[1]]), lambda: fd.where(True, x, fresh[0]) * 1.0,

@@ -315,10 +315,6 @@ def g_bool(x):
     return x[0] * 2.0 if x[1] else x[0] * 3.0
 
 
-def g_float(x):
-    return x[0] * float(x[1])
-
-
 def g_int(x):
     return x[0] ** int(x[1])
 
@@ -344,8 +340,8 @@ def g_where_var_cond(x):
     return fd.sum(fd.where(x[:2] - 0.5, x[2:], 2.0 * x[2:]))
 
 
-def g_size1_float(x):
-    return x[0] * float(x[1:2])
+def g_size1_bool(x):
+    return x[0] * (2.0 if x[1:2] else 3.0)
 
 
 def g_logsumexp_shift(x):
@@ -361,14 +357,13 @@ GUARDS = [
     (g_gt, "x[0] > x[1]", [0.9, 0.1, 0.0, 0.0], [0.1, 0.9, 0.0, 0.0]),
     (g_ge, "x[0] >= 0.0", [0.1, 0.9, 0.0, 0.0], [-0.1, 0.9, 0.0, 0.0]),
     (g_bool, "if x[1] else", [0.1, 0.9, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0]),
-    (g_float, "float(x[1])", [0.1, 0.9, 0.0, 0.0], [0.1, 0.8, 0.0, 0.0]),
     (g_int, "int(x[1])", [0.7, 2.5, 0.0, 0.0], [0.7, 3.1, 0.0, 0.0]),
     (g_index, "x[2:][k]", [0.7, 0.2, 1.0, 2.0], [0.7, 0.7, 1.0, 2.0]),
     (g_max, "max(x[0], x[1])", [0.1, 0.9, 0.0, 0.0], [0.9, 0.1, 0.0, 0.0]),
     (g_min, "min(x[0], x[1])", [0.1, 0.9, 0.0, 0.0], [0.9, 0.1, 0.0, 0.0]),
     (g_array_compare, "x > 0.5", [0.1, 0.9, 0.2, 0.3], [0.1, 0.9, 0.7, 0.3]),
     (g_where_var_cond, "fd.where(x[:2] - 0.5", [0.1, 0.9, 0.2, 0.3], [0.5, 0.9, 0.2, 0.3]),
-    (g_size1_float, "float(x[1:2])", [0.1, 0.9, 0.0, 0.0], [0.1, 0.8, 0.0, 0.0]),
+    (g_size1_bool, "if x[1:2] else", [0.1, 0.9, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0]),
 ]
 
 
@@ -440,11 +435,11 @@ def test_retrace_keeps_recent_paths():
 
 def test_retrace_bounded_number_of_paths():
     def f(x):
-        return x * float(x)     # every new value is a new path
+        return x * int(x)       # every new integer part is a new path
 
     tf = fd.trace(f, 1.0, retrace=True)
     for k in range(10):
-        # float(x) is a constant from then on: d/dx (x * c) = c
+        # int(x) is a constant from then on: d/dx (x * c) = c
         assert tf.grad(float(k)) == fd.grad(f)(float(k)) == float(k)
     assert len(tf._paths) <= 4
 
