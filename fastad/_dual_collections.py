@@ -76,9 +76,17 @@ def mean(x, axis=None, keepdims=False):
 
 def where(cond, x, y):
     c = np.asarray(cond)
-    if c.ndim == 0 and np.ndim(as_objects(x)) == 0 and np.ndim(as_objects(y)) == 0:
-        return x if c else y
-    return np.where(c, as_objects(x), as_objects(y))
+    ox, oy = as_objects(x), as_objects(y)
+    if c.ndim == 0 and ox.ndim == 0 and oy.ndim == 0:
+        # one Dual in, a Dual out, whichever branch is taken: fd.where(False, d, 3.0)
+        # is the constant 3.0 with a zero tangent of d's length, so code after it
+        # (d.tangent, vector forward mode) sees the same type on both paths
+        picked, other = (ox[()], oy[()]) if c else (oy[()], ox[()])
+        if type(picked) is Dual:
+            return picked
+        zero = 0.0 if type(other.tangent) is float else np.zeros_like(other.tangent)
+        return Dual(picked, zero)
+    return np.where(c, ox, oy)
 
 
 def stack(items, axis=0):

@@ -40,6 +40,18 @@ def test_dual_collection_matches_reverse_mode(name):
 def test_scalar_where_and_array_of_duals():
     d, e = fd.Dual(0.5, 1.0), fd.Dual(1.5, 2.0)
     assert fd.where(True, d, e) is d and fd.where(False, d, e) is e
+    for c in (3.0, 3, np.float64(3.0), np.array(3.0)):
+        assert fd.where(True, d, c) is d and fd.where(False, c, d) is d
+        assert fd.where(np.True_, d, c) is d and fd.where(np.array(False), c, d) is d
+        # the constant branch is still a Dual: same type on both paths
+        for out in (fd.where(False, d, c), fd.where(True, c, d)):
+            assert type(out) is fd.Dual and out.value == 3.0 and out.tangent == 0.0
+    v = fd.Dual(0.5, [1.0, 2.0, 3.0])
+    out = fd.where(False, v, 2.0)
+    assert type(out) is fd.Dual and out.tangent.tolist() == [0.0, 0.0, 0.0]
+    assert fd.derivative(lambda x: fd.where(x > 1.0, x * x, 0.0))(2.0) == 4.0
+    assert fd.derivative(lambda x: fd.where(x > 1.0, x * x, 0.0))(0.5) == 0.0
+    assert fd.jvp(lambda x: fd.where(False, 0.0, x * 3.0), (2.0,), (1.0,)) == (6.0, 3.0)
     arr = fd.array([d, e])
     assert arr.dtype == object and arr.shape == (2,) and arr[1] is e
 
