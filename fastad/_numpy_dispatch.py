@@ -218,6 +218,34 @@ def _dot(a, b, out=None):
     return _arrays.dot(a, b)
 
 
+def _inner(a, b):
+    """numpy.inner: a sum over the last axis of both operands (a scalar operand
+    multiplies), so inner(a, b).shape == a.shape[:-1] + b.shape[:-1].  Not np.dot:
+    inner(a, B) for a (k,) and a (n, k) is B @ a, where dot would give a @ B."""
+    sa, sb = np.shape(getattr(a, "value", a)), np.shape(getattr(b, "value", b))
+    if len(sa) == 0 or len(sb) == 0:
+        return _tape.multiply(a, b)
+    if sa[-1] != sb[-1]:
+        raise ValueError("fastad: numpy.inner: the last axes of a and b must have the "
+                         "same length, got shapes %s and %s" % (sa, sb))
+    # the shapes dot/matmul already handle, one matmul record each
+    if len(sb) == 1 and len(sa) <= 2:
+        return _arrays.dot(a, b)                  # a . b, or A @ b
+    if len(sa) == 1 and len(sb) == 2:
+        return _arrays.dot(b, a)                  # B @ a
+    letters = _EINSUM_LETTERS
+    if len(sa) + len(sb) - 1 > len(letters):
+        raise ValueError("fastad: numpy.inner: operands of %d and %d dimensions are "
+                         "too many axes for one contraction" % (len(sa), len(sb)))
+    fa = letters[:len(sa) - 1]
+    fb = letters[len(sa) - 1:len(sa) + len(sb) - 2]
+    k = letters[len(sa) + len(sb) - 2]
+    return _arrays.einsum("%s%s,%s%s->%s%s" % (fa, k, fb, k, fa, fb), a, b)
+
+
+_EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def _einsum(subscripts, *operands, **kw):
     kw.pop("optimize", None)
     _no_out("einsum", kw.pop("out", None), kw.pop("dtype", None))
@@ -251,8 +279,7 @@ _FUNCTIONS = {
     np.sum: _sum, np.mean: _mean, np.prod: _prod,
     np.max: _max, np.min: _min, np.amax: _max, np.amin: _min,
     np.dot: _dot, np.matmul: lambda a, b, **kw: _arrays.matmul(a, b),
-    np.inner: lambda a, b: _arrays.dot(a, b) if np.ndim(getattr(a, "value", a)) <= 1
-    else _arrays.einsum("ij,kj->ik", a, b),
+    np.inner: _inner,
     np.outer: lambda a, b, out=None: (_no_out("outer", out), _arrays.outer(a, b))[1],
     np.einsum: _einsum,
     np.reshape: _reshape, np.transpose: _transpose, np.ravel: _ravel,

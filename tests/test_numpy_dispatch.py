@@ -136,3 +136,60 @@ def test_unsupported_numpy_raises_typeerror_naming_it(name, f):
     key = {"out=": "out", "where-1arg": "where", "asarray": "detach",
            "fft": "fft"}.get(name, name)
     assert key in msg
+
+
+# np.inner(a, b) sums over the last axis of both: shape a.shape[:-1] + b.shape[:-1]
+# (a scalar operand multiplies).  It is not np.dot: inner(a, B) is B @ a.
+INNER_SHAPES = [
+    ((), ()), ((), (3,)), ((3,), ()), ((), (2, 3)), ((2, 3), ()),
+    ((3,), (3,)), ((3,), (3, 3)), ((3, 3), (3,)), ((3,), (2, 3)), ((2, 3), (3,)),
+    ((2, 3), (4, 3)), ((3, 3), (3, 3)), ((2, 2, 3), (3,)), ((3,), (2, 2, 3)),
+    ((2, 2, 3), (4, 3)), ((4, 3), (2, 2, 3)), ((2, 1, 3), (2, 4, 3)),
+    ((1, 2, 1, 2), (3, 1, 2)), ((0,), (0,)), ((2, 0), (3, 0)),
+]
+
+
+@pytest.mark.parametrize("sa, sb", INNER_SHAPES, ids=["%s-%s" % s for s in INNER_SHAPES])
+@pytest.mark.parametrize("which", ["var-var", "var-array", "array-var"])
+def test_inner_follows_numpy_for_every_shape(sa, sb, which):
+    r = np.random.default_rng(len(sa) * 10 + len(sb))
+    A, B = r.normal(size=sa), r.normal(size=sb)
+    expect = np.inner(A, B)
+    W = r.normal(size=np.shape(expect))      # a scalar target that sees every element
+    var_a, var_b = which != "array-var", which != "var-array"
+
+    def target(a, b):
+        return np.sum(W * np.inner(a, b))
+
+    with fd.Tape() as tape:
+        a = tape.variable(A) if var_a else A
+        b = tape.variable(B) if var_b else B
+        out = np.inner(a, b)
+        y = target(a, b)
+    assert type(out) is fd.Var and out.shape == np.shape(expect)
+    np.testing.assert_allclose(out.value, expect, rtol=1e-13, atol=1e-15)
+    if var_a:
+        np.testing.assert_allclose(np.asarray(tape.gradient(y, a)), num_grad(
+            lambda v: target(v, B), A), rtol=1e-7, atol=1e-9)
+    if var_b:
+        np.testing.assert_allclose(np.asarray(tape.gradient(y, b)), num_grad(
+            lambda v: target(A, v), B), rtol=1e-7, atol=1e-9)
+
+
+def test_inner_of_a_vector_and_a_matrix_is_matrix_times_vector():
+    a, B = np.array([1.0, 2.0, 3.0]), np.arange(9.0).reshape(3, 3)
+    g = fd.grad(lambda v: np.sum(np.inner(v, B) * np.array([1.0, 0.0, 0.0])))(a)
+    np.testing.assert_array_equal(g, B[0])          # d/da (B @ a)[0] = B[0], not B[:, 0]
+    out = fd.grad(lambda M: np.inner(a, M)[2])(B)
+    np.testing.assert_array_equal(out, np.outer([0.0, 0.0, 1.0], a))
+
+
+def test_inner_shape_mismatch_is_a_value_error():
+    with fd.Tape() as t:
+        x = t.variable(np.ones(3))
+        with pytest.raises(ValueError, match="inner"):
+            np.inner(x, np.ones(2))
+        with pytest.raises(ValueError, match="inner"):
+            np.inner(np.ones((2, 4)), x)
+        with pytest.raises(TypeError):
+            np.inner(x, "abc")
