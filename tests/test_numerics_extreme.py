@@ -156,3 +156,43 @@ def test_second_derivatives_stay_finite_at_extremes():
         for x in (-1e3, -40.0, 40.0, 700.0):
             h = fd.hessian(getattr(fd, name))(x)
             assert np.isfinite(h), (name, x, h)
+
+
+# Near |a| = 1 the partials of arcsin, arccos and arctanh divide by 1 - a^2; written
+# as 1 - a*a it cancels after a*a is rounded (5e-8 relative error at 1 - 1e-9).
+# The rows compute (1 - a) * (1 + a), which is accurate to an ulp or two.
+NEAR_ONE = [1.0 - 1e-4, 1.0 - 1e-6, 1.0 - 1e-9, 1.0 - 1e-12, 1.0 - 2.0 ** -40,
+            1.0 - 1e-15, float(np.nextafter(1.0, 0.0)), 0.5, 0.999]
+NEAR_ONE = NEAR_ONE + [-a for a in NEAR_ONE]
+ABOVE_ONE = [1.0 + 1e-4, 1.0 + 1e-6, 1.0 + 1e-9, 1.0 + 1e-12, 1.0 + 2.0 ** -40,
+             1.0 + 1e-15, float(np.nextafter(1.0, 2.0)), 1.5, 1.001]
+
+NEAR_ONE_ROWS = {
+    # name: (first derivative, second derivative), as mpmath functions
+    "arcsin": (lambda a: 1 / mp.sqrt(1 - a * a), lambda a: a / (1 - a * a) ** 1.5),
+    "arccos": (lambda a: -1 / mp.sqrt(1 - a * a), lambda a: -a / (1 - a * a) ** 1.5),
+    "arctanh": (lambda a: 1 / (1 - a * a), lambda a: 2 * a / (1 - a * a) ** 2),
+    # arccosh: a > 1 (its second partial had a*a - 1)
+    "arccosh": (lambda a: 1 / mp.sqrt(a * a - 1), lambda a: -a / (a * a - 1) ** 1.5),
+}
+
+
+NEAR_ONE_CASES = [(name, a) for name in sorted(NEAR_ONE_ROWS)
+                  for a in (ABOVE_ONE if name == "arccosh" else NEAR_ONE)]
+
+
+@pytest.mark.parametrize("name,a", NEAR_ONE_CASES)
+def test_inverse_trig_partials_near_one(name, a):
+    d1, d2 = NEAR_ONE_ROWS[name]
+    fn = getattr(fd, name)
+    ref1, ref2 = d1(mp.mpf(a)), d2(mp.mpf(a))
+    got = {
+        "grad": fd.grad(fn)(a),
+        "derivative (Dual)": fd.derivative(fn)(a),
+        "array record": fd.grad(lambda v: fd.sum(fn(v)))(np.array([a, a]))[1],
+        "trace replay": fd.trace(fn, 0.0 if name != "arccosh" else 3.0).grad(a),
+    }
+    for how, g in got.items():
+        assert close(g, ref1), (name, a, how, g, float(ref1))
+    h = fd.hessian(fn)(a)
+    assert close(h, ref2), (name, a, "hessian", h, float(ref2))
