@@ -30,6 +30,9 @@ cdef extern from "fastad_ops.h" nogil:
         FAD_POW
         FAD_MOD
         FAD_FLOORDIV
+        FAD_EXP
+        FAD_LOG1P
+        FAD_SOFTPLUS
     const unsigned char fad_op_kind[]
     double fad_eval(int op, double x, double y, double *dx, double *dy)
 
@@ -137,8 +140,18 @@ cdef object _check_lengths(object s, object t):
 
 cdef object _dual1(int op, Dual x):
     cdef double dx, dy
+    cdef Dual out
+    if op == FAD_LOG1P and x.exp_of is not None:
+        # log1p(exp(a)) is softplus(a), as the tape records it (fastad/_tape.pyx,
+        # unary_op): exp(a) overflows for a > 709 and log1p's partial 1/(1 + inf) = 0
+        # would drop the tangent (true value 1)
+        x = <Dual>x.exp_of
+        op = FAD_SOFTPLUS
     cdef double r = fad_eval(op, x.v, 0.0, &dx, &dy)
-    return _make(r, _scale(dx, x.t))
+    out = _make(r, _scale(dx, x.t))
+    if op == FAD_EXP:
+        out.exp_of = x
+    return out
 
 
 cdef object _dual2(int op, object x, object y):
@@ -247,6 +260,7 @@ cdef class Dual:
     """
     cdef double v        # the value
     cdef object t        # the tangent: a float, or a read-only 1-D float64 ndarray
+    cdef object exp_of   # the Dual this one is exp() of, else None (see _dual1)
 
     def __init__(self, value, tangent=0.0):
         if isinstance(value, (bool, np.bool_)) or type(value) is int:

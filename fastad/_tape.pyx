@@ -989,9 +989,50 @@ cdef object _as_operand(object y, str argname):
 
 
 cdef object unary_op(int op, Var x):
+    if op == FAD_LOG1P:
+        src = _exp_argument(x)
+        if src is not None:
+            # log1p(exp(a)) is recorded as softplus(a): exp(a) overflows to inf for
+            # a > 709, and then log1p's partial 1/(1 + inf) = 0 drops the gradient
+            # (true value 1).  Recording the composite keeps the value and every
+            # derivative (replay, tangents, second order) finite and exact.
+            x = <Var>src
+            op = FAD_SOFTPLUS
     if x.shape_ is None:
         return record1(op, x)
     return elementwise(op, x, None)
+
+
+cdef object _exp_argument(Var x):
+    """The Var `a` when x is exp(a) as recorded (a scalar slot, a block of scalar
+    slots, or the block of an elementwise exp record), else None."""
+    cdef Tape t = x.tape
+    t.check_var(x)                   # a stale Var's slots mean something else now
+    cdef Py_ssize_t s = x.slot, m = 1 if x.shape_ is None else x.aval.size, k, a0
+    if m == 0:
+        return None
+    if t.op[s] == FAD_EXP:
+        a0 = t.arg_a[s]
+        for k in range(1, m):
+            if t.op[s + k] != FAD_EXP or t.arg_a[s + k] != a0 + k:
+                return None
+    elif t.op[s] == FAD_BLOCK:
+        # records are appended in slot order: the one holding s is the last with
+        # base <= s (usually the very last record: log1p right after exp)
+        for rec in reversed(t.records):
+            if rec.base <= s:
+                break
+        else:
+            return None
+        if not (type(rec).__name__ == "ElementwiseRecord" and rec.op == FAD_EXP
+                and rec.slots[0] >= 0 and s + m <= rec.base + rec.size):
+            return None
+        a0 = rec.slots[0] + (s - rec.base)     # unary: input laid out as the output
+    else:
+        return None
+    if x.shape_ is None:
+        return new_var(t, a0, t.val[a0])
+    return new_array_var(t, a0, np.array(<double[:m]>(t.val + a0)).reshape(x.shape_))
 
 
 cdef object binary_op(int op, object x, object y):

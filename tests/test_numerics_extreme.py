@@ -196,3 +196,73 @@ def test_inverse_trig_partials_near_one(name, a):
         assert close(g, ref1), (name, a, how, g, float(ref1))
     h = fd.hessian(fn)(a)
     assert close(h, ref2), (name, a, "hessian", h, float(ref2))
+
+
+# log1p(exp(a)) is recorded as softplus(a): exp(800) overflows to inf and log1p's
+# partial 1/(1 + inf) = 0 used to drop the gradient (true value sigmoid(800) = 1)
+# in every mode.
+def _log1p_exp(x):
+    return fd.log1p(fd.exp(x))
+
+
+def _np_log1p_exp(x):
+    return np.log1p(np.exp(x))
+
+
+@pytest.mark.parametrize("x", EXTREME)
+@pytest.mark.parametrize("f", [_log1p_exp, _np_log1p_exp])
+def test_log1p_of_exp_is_softplus(f, x):
+    value, grad = fd.value_and_grad(f)(x)
+    ref, dref = UNARY["softplus"][0](mp.mpf(x)), _sigmoid(mp.mpf(x))
+    assert close(value, ref), (x, value, float(ref))
+    assert close(grad, dref), (x, grad, float(dref))
+    assert close(fd.derivative(f)(x), dref)                       # forward mode (Dual)
+    tf = fd.trace(f, 0.5)
+    assert tf.value_and_grad(x) == (value, grad)                  # replay, bit for bit
+
+
+def test_log1p_of_exp_at_800_in_every_mode():
+    f = _log1p_exp
+    assert fd.value_and_grad(f)(800.0) == (800.0, 1.0)
+    assert fd.derivative(f)(800.0) == 1.0
+    assert fd.jvp(f, (800.0,), (2.0,)) == (800.0, 2.0)
+    d = fd.log1p(fd.exp(fd.Dual(800.0, [1.0, -3.0])))
+    assert d.value == 800.0 and d.tangent.tolist() == [1.0, -3.0]
+    duals = fd.log1p(fd.exp(np.array([fd.Dual(800.0, 1.0), fd.Dual(0.0, 1.0)])))
+    assert [e.tangent for e in duals] == [1.0, 0.5]
+    tf = fd.trace(f, 1.0)
+    assert tf(800.0) == 800.0 and tf.grad(800.0) == 1.0 and tf.jvp(800.0, 1.0) == (800.0, 1.0)
+    # second order: softplus'' = sigmoid' (0.25 at 0, underflows to 0 at 800)
+    assert fd.hessian(f)(0.0) == 0.25 and tf.hessian(0.0) == 0.25
+    assert fd.hessian(f)(800.0) == 0.0 and np.isfinite(fd.hvp(f)(800.0, 1.0))
+    assert fd.hvp(f)(0.0, 2.0) == 0.5
+
+
+@pytest.mark.parametrize("n", [3, 40])       # scalar slots, and one array record
+def test_log1p_of_exp_on_arrays(n):
+    x = np.full(n, 800.0)
+    x[0] = 0.0
+    ones = np.ones(n)
+    ones[0] = 0.5
+    f = lambda v: fd.sum(fd.log1p(fd.exp(v)))                      # noqa: E731
+    value, g = fd.value_and_grad(f)(x)
+    assert value == 800.0 * (n - 1) + float(mp.log(2)) and g.tolist() == ones.tolist()
+    assert fd.trace(f, np.zeros(n)).grad(x).tolist() == ones.tolist()
+    # an element of exp's output: exp(v)[k] is exp(v[k]), scalar slot or record block
+    g = fd.grad(lambda v: fd.log1p(fd.exp(v)[n - 1]) + fd.log1p(fd.exp(v)[0]))(x)
+    assert g[n - 1] == 1.0 and g[0] == 0.5 and not g[1:n - 1].any()
+    np.testing.assert_allclose(np.diag(fd.hessian(f)(np.zeros(n))), 0.25, rtol=1e-15)
+
+
+def test_log1p_of_exp_keeps_the_exp_and_other_log1p():
+    with fd.Tape() as tape:
+        x = tape.variable(1.0)
+        y = fd.exp(x)
+        z = fd.log1p(y) + y              # exp's value is still used as itself
+        w = fd.log1p(x)                  # log1p of anything else is log1p
+    assert "softplus" in tape.wengert() and "log1p" in tape.wengert()
+    assert tape.gradient(z, x) == pytest.approx(float(_sigmoid(mp.mpf(1)) + mp.e), rel=1e-15)
+    assert tape.gradient(w, x) == 0.5
+    tape.reset()
+    with pytest.raises(fd.TapeError, match="reset"):
+        fd.log1p(y)                      # a stale exp output: an error, not a peephole
