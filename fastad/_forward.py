@@ -17,7 +17,7 @@ from fastad._functional import (_args_to_vars, _leaf_to_var, _normalize_argnums,
 from fastad._pytree import tree_flatten, tree_unflatten
 from fastad._second import (hessian_sweep, hvp_sweep, jacobian_forward, reverse_sweep,
                             tangent_sweep, var_slots)
-from fastad._tape import Tape, Var, stack
+from fastad._tape import Tape, Var, float_array, stack
 
 __all__ = ["jvp", "vjp", "jacobian", "hessian", "hvp", "derivative"]
 
@@ -54,7 +54,10 @@ def _output(tape, out, fname):
     if isinstance(out, (list, tuple)) and any(type(e) is Var for e in tree_flatten(out)[0]):
         try:
             out = stack([stack(e) if isinstance(e, (list, tuple)) else e for e in out])
-        except (TypeError, ValueError) as e:
+        except ValueError as e:     # ragged: a shape error
+            raise ValueError("%s: f returned a list that is not a rectangular array "
+                             "(%s)" % (fname, e)) from None
+        except TypeError as e:
             raise TypeError("%s: f returned a list that is not an array of numbers and "
                             "Vars (%s)" % (fname, e)) from None
     if type(out) is Var:
@@ -148,20 +151,12 @@ def jvp(f, primals, tangents):
 
 
 def _float_array(x, where):
-    if isinstance(x, (str, bytes)) or x is None or type(x) is Var or isinstance(x, Dual):
+    """x as a float64 ndarray: TypeError naming `where` and what it got (its dtype
+    for an array), ValueError for an int beyond float64's range."""
+    if type(x) is Var or isinstance(x, Dual):
         raise TypeError("%s must be a number or an array of numbers, got %s"
                         % (where, type(x).__name__))
-    try:
-        arr = np.asarray(x)
-    except Exception:
-        raise TypeError("%s must be a number or an array of numbers, got %s"
-                        % (where, type(x).__name__)) from None
-    if arr.dtype.kind == "c":
-        raise TypeError("%s must be real, got complex" % where)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError("%s must be a number or an array of numbers, got %s"
-                        % (where, type(x).__name__))
-    return arr.astype(np.float64)
+    return float_array(x, where)
 
 
 def vjp(f, *primals):
@@ -369,6 +364,26 @@ def _tangent_of(out, fname):
                     % (fname, type(out).__name__))
 
 
+def _scalar_point(x):
+    """fd.derivative's x as a float: TypeError for what is not a real number, and
+    ValueError (a shape error) for an array of more than zero dimensions."""
+    if isinstance(x, (bool, np.bool_, Dual, str, bytes, dict)) or type(x) is Var or \
+            x is None:
+        raise TypeError("derivative: x must be a real number, got %s"
+                        % type(x).__name__)
+    if type(x) is float:
+        return x
+    if isinstance(x, numbers.Real) and not isinstance(x, numbers.Integral):
+        return float(x)
+    arr = _float_array(x, "derivative: x")
+    if arr.ndim != 0:
+        raise ValueError("derivative: x must be a scalar, got an array of shape %s; "
+                         "fd.derivative differentiates along one scalar input: use "
+                         "fd.jacobian (or fd.jvp for one direction) for an array input"
+                         % (arr.shape,))
+    return float(arr)
+
+
 def derivative(f):
     """Return a function computing f'(x) for a scalar x by forward mode.
 
@@ -378,13 +393,7 @@ def derivative(f):
     _check_callable(f, "derivative")
 
     def derivative_f(x, *args, **kwargs):
-        if isinstance(x, (bool, np.bool_, Dual)) or type(x) is Var or \
-                not isinstance(x, (numbers.Real, np.ndarray)) or np.ndim(x) != 0:
-            raise TypeError("derivative: x must be a real number, got %s"
-                            % type(x).__name__)
-        if isinstance(x, np.ndarray) and x.dtype.kind not in "biuf":
-            raise TypeError("derivative: x must be a real number, got an array of "
-                            "dtype %s" % x.dtype)
-        return _tangent_of(f(Dual(float(x), 1.0), *args, **kwargs), "derivative")
+        return _tangent_of(f(Dual(_scalar_point(x), 1.0), *args, **kwargs),
+                           "derivative")
 
     return _wrap_name(derivative_f, f, "derivative")

@@ -31,6 +31,12 @@ cdef extern from "Python.h":
     ctypedef struct _TypeWithDict "PyTypeObject":
         PyObject *tp_dict
     void _type_modified "PyType_Modified"(PyTypeObject *t)
+    # declared without an exception clause: the callers test PyErr_Occurred()
+    # themselves, to turn an overflow into fastad's own error
+    double _long_as_double "PyLong_AsDouble"(object o)
+    Py_ssize_t _long_as_ssize_t "PyLong_AsSsize_t"(object o)
+    PyObject *_err_occurred "PyErr_Occurred"()
+    void _err_clear "PyErr_Clear"()
 
 # Bytes of tape storage per scalar slot (op, two argument slots, value, two
 # partials); the adjoint buffer is extra.  bench/ reports it.
@@ -147,6 +153,8 @@ cdef class Tape:
         self.generation = 1
         self.records = []
         self.guards = []
+        self.spans = []
+        self.dtypes = {}
         self.reserve(256)
         self.push(FAD_CONST, 0, 0, 0.0, 0.0, 0.0)   # the sentinel slot 0
 
@@ -288,14 +296,20 @@ cdef class Tape:
             raise TapeError("cannot record on a tape while another thread sweeps it")
         cdef double x
         t = type(value)
-        if t is float or t is int or t is bool:
+        if t is float:
             x = value
             return new_var(self, self.push(FAD_VAR, 0, 0, x, 0.0, 0.0), x)
-        arr = as_float_array(value, "value")
+        if t is int or t is bool:
+            x = int_to_double(value, "tape.variable: value")
+            return new_var(self, self.push(FAD_VAR, 0, 0, x, 0.0, 0.0), x)
+        arr = as_float_array(value, "tape.variable: value")
         if arr.ndim == 0:
             x = arr[()]
-            return new_var(self, self.push(FAD_VAR, 0, 0, x, 0.0, 0.0), x)
-        return leaf_block(self, arr, FAD_VAR)
+            v = new_var(self, self.push(FAD_VAR, 0, 0, x, 0.0, 0.0), x)
+        else:
+            v = leaf_block(self, arr, FAD_VAR)
+        _remember_dtype(self, v, value)
+        return v
 
     def reset(self):
         """Forget every recorded operation, keep the memory; old Vars become invalid."""
@@ -305,6 +319,10 @@ cdef class Tape:
         self.n = 1
         self.records = []
         self.guards = []
+        if self.spans:
+            self.spans = []
+        if self.dtypes:
+            self.dtypes = {}
 
     def __len__(self):
         """Number of recorded operations (the sentinel slot is not counted)."""
@@ -366,6 +384,9 @@ cdef class Tape:
                 results.append(_read_adjoint(adj, <Var>leaf, tv.slot))
         finally:
             self.release_adjoints(adj)
+        if self.dtypes:
+            results = [as_source_dtype(r, source_dtype(<Var>leaf))
+                       for r, leaf in zip(results, leaves)]
         return tree_unflatten(treedef, results)
 
     def _slot_values(self):
@@ -488,8 +509,29 @@ cdef Var new_array_var(Tape t, Py_ssize_t base, object value):
     return r
 
 
+cdef double int_to_double(object y, str argname) except? -1.0:
+    """A Python int (or bool) as a double; ValueError naming `argname` when it is
+    beyond float64's range (Python's own float() would raise a bare OverflowError)."""
+    cdef double d = _long_as_double(y)
+    if d == -1.0 and _err_occurred() != NULL:
+        _err_clear()
+        raise ValueError("%s: the int %s is too large for float64 (at most about "
+                         "1.8e308); pass a float, or scale it down"
+                         % (argname, _int_summary(y)))
+    return d
+
+
+cdef str _int_summary(object y):
+    """A short name for a huge int (str() of one is slow, and refused past 4300
+    digits)."""
+    digits = int(y.bit_length() * 0.30103) + 1
+    return "%s1e%d (an int of about %d digits)" % ("-" if y < 0 else "", digits - 1,
+                                                    digits)
+
+
 cdef object as_float_array(object value, str argname):
-    """`value` as a float64 ndarray, or TypeError naming `argname`."""
+    """`value` as a float64 ndarray; TypeError naming `argname` and what it got
+    (with its dtype for an array), ValueError for an int beyond float64's range."""
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError("%s must be a number or an array of numbers, got %s"
                         % (argname, type(value).__name__))
@@ -498,13 +540,104 @@ cdef object as_float_array(object value, str argname):
     except Exception:
         raise TypeError("%s must be a number or an array of numbers, got %s"
                         % (argname, type(value).__name__))
-    if arr.dtype.kind == "c":
+    kind = arr.dtype.kind
+    if kind in "biuf":
+        return arr.astype(np.float64, copy=False)
+    if kind == "c":
         raise TypeError("%s must be real: complex input (%s) is not supported"
                         % (argname, type(value).__name__))
-    if arr.dtype.kind not in "biuf":
-        raise TypeError("%s must be a number or an array of numbers, got %s of dtype %s"
-                        % (argname, type(value).__name__, arr.dtype))
-    return arr.astype(np.float64, copy=False)
+    if kind == "O" and not isinstance(value, np.ndarray):
+        # NumPy keeps Python ints beyond int64 as objects: 2**64 is a fine float64
+        # and 10**400 is a value error, not a type error
+        out = _python_numbers(arr, argname)
+        if out is not None:
+            return out
+    raise TypeError("%s must be a number or an array of numbers, got %s of dtype %s"
+                    % (argname, type(value).__name__, arr.dtype))
+
+
+cdef object _python_numbers(object arr, str argname):
+    """An object array holding only Python ints, floats and bools as float64
+    (ValueError for an int beyond float64's range); None if it holds anything else."""
+    flat = arr.reshape(-1)
+    out = np.empty(flat.shape[0], dtype=np.float64)
+    cdef double[::1] o = out
+    cdef Py_ssize_t k
+    for k in range(flat.shape[0]):
+        e = flat[k]
+        t = type(e)
+        if t is float:
+            o[k] = e
+        elif t is int or t is bool:
+            o[k] = int_to_double(e, argname)
+        else:
+            return None
+    return out.reshape(arr.shape)
+
+
+def float_array(value, argname):
+    """as_float_array for fastad's Python modules: `value` as a float64 ndarray, or
+    TypeError / ValueError naming `argname`."""
+    return as_float_array(value, argname)
+
+
+# ----------------------------------------------------------------------------------
+# The dtype derivatives come back in (API.md section 14): arithmetic is float64,
+# but a gradient with respect to float32 data is float32 (float16, longdouble
+# likewise); integer and bool data give float64.
+
+cdef object _F64 = np.dtype(np.float64)
+
+
+cpdef object grad_dtype(object value):
+    """The floating dtype of `value` (an ndarray or NumPy scalar) when it is not
+    float64, else None (float64 or Python float results)."""
+    dt = getattr(value, "dtype", None)
+    if type(dt) is not np.dtype and not isinstance(dt, np.dtype):
+        return None
+    if dt.kind != "f" or dt == _F64:
+        return None
+    return dt
+
+
+cpdef object as_source_dtype(object g, object dt):
+    """A derivative (float or float64 ndarray) in dtype `dt` (None: unchanged);
+    a scalar becomes a NumPy scalar of that dtype."""
+    if dt is None:
+        return g
+    if type(g) is float:
+        return dt.type(g)
+    arr = np.asarray(g)
+    return dt.type(arr) if arr.ndim == 0 else arr.astype(dt)
+
+
+cdef _remember_dtype(Tape t, Var v, object value):
+    """Note the non-float64 floating dtype of a leaf's source data on its tape."""
+    dt = grad_dtype(value)
+    if dt is not None:
+        t.dtypes[v.slot] = (dt, v.shape)
+
+
+def source_dtype(Var v):
+    """The dtype the gradient with respect to leaf `v` comes back in, or None."""
+    entry = v.tape.dtypes.get(v.slot) if v.tape.dtypes else None
+    if entry is None or entry[1] != v.shape or v.gen != v.tape.generation:
+        return None
+    return entry[0]
+
+
+def leaf_variable(Tape t, value, str argname):
+    """t.variable(value) for the functional API: a bad value is a TypeError (or a
+    ValueError for an int beyond float64) naming `argname`."""
+    tv = type(value)
+    if tv is float:
+        return t.variable(value)
+    if tv is int or tv is bool:
+        return t.variable(int_to_double(value, argname))
+    arr = as_float_array(value, argname)
+    v = t.variable(arr)
+    _remember_dtype(t, v, value)
+    return v
 
 
 cdef Var leaf_block(Tape t, object arr, uint8_t op):
@@ -948,7 +1081,7 @@ cdef object _as_operand(object y, str argname):
     if t is float:
         return y
     if t is int or t is bool:
-        return float(y)
+        return int_to_double(y, argname)
     if isinstance(y, float):          # numpy.float64 and other float subclasses
         return float(y)
     arr = as_float_array(y, argname)
@@ -972,12 +1105,12 @@ cdef object binary_op(int op, object x, object y):
         if type(y) is float:
             return record2c(op + 1, <Var>x, <double>y)
         if type(y) is int:
-            return record2c(op + 1, <Var>x, <double>y)
+            return record2c(op + 1, <Var>x, int_to_double(y, "the other operand"))
     elif type(y) is Var and (<Var>y).shape_ is None:
         if type(x) is float:
             return record2c(op + 2, <Var>y, <double>x)
         if type(x) is int:
-            return record2c(op + 2, <Var>y, <double>x)
+            return record2c(op + 2, <Var>y, int_to_double(x, "the other operand"))
     return _apply2(op, x, y)
 
 
@@ -986,8 +1119,10 @@ cdef object binary_op(int op, object x, object y):
 
 cdef object _plain1(int op, object x):
     cdef double dx, dy
-    if type(x) is float or type(x) is int or type(x) is bool or isinstance(x, float):
+    if type(x) is float or isinstance(x, float):
         return fad_eval(op, <double>x, 0.0, &dx, &dy)
+    if type(x) is int or type(x) is bool:
+        return fad_eval(op, int_to_double(x, "x"), 0.0, &dx, &dy)
     arr = as_float_array(x, "x")
     out = np.empty(arr.shape, dtype=np.float64)
     cdef const double[::1] src = np.ascontiguousarray(arr).ravel()  # const: inputs may be read-only

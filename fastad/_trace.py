@@ -18,7 +18,7 @@ from fastad._errors import TraceError
 from fastad._pytree import tree_flatten, tree_unflatten
 from fastad._functional import _scratch_tape
 from fastad._replay import GUARD_NAMES, Replay, param_leaf, tape_copy, var_slot
-from fastad._tape import Var
+from fastad._tape import Var, float_array
 
 try:  # tangent and second-order sweeps (issue 4); absent in a partial build
     from fastad import _second
@@ -70,6 +70,8 @@ class ArgSpec:
                 if self.shapes[0] != ():
                     raise ValueError("%s: %s must have shape %s as when traced, got a "
                                      "number" % (fname, self.what, self.shapes[0]))
+                if t is int:   # a ValueError naming x for an int beyond float64
+                    return float_array(tree, "%s: %s" % (fname, self.what)).reshape(1)
                 return np.array([tree], dtype=np.float64)
             if t is np.ndarray and tree.dtype == np.float64 and \
                     tree.shape == self.shapes[0]:
@@ -122,22 +124,14 @@ def _leaf_name(td, k):
 
 
 def _leaf_array(leaf, name, fname="fd.trace"):
+    """leaf as a float64 ndarray: TypeError naming the argument and what it got
+    (its dtype for an array), ValueError for an int beyond float64's range."""
     if type(leaf) is Var:
         raise TypeError("%s: %s is a Var; pass numbers or arrays" % (fname, name))
-    if isinstance(leaf, (str, bytes)) or leaf is None or isinstance(leaf, (dict, set)):
+    if isinstance(leaf, (dict, set)):
         raise TypeError("%s: %s must be a number or an array of numbers, got %s"
                         % (fname, name, type(leaf).__name__))
-    try:
-        arr = np.asarray(leaf)
-    except Exception:
-        raise TypeError("%s: %s must be a number or an array of numbers, got %s"
-                        % (fname, name, type(leaf).__name__)) from None
-    if arr.dtype.kind == "c":
-        raise TypeError("%s: %s must be real, got complex" % (fname, name))
-    if arr.dtype.kind not in "biuf":
-        raise TypeError("%s: %s must be a number or an array of numbers, got %s"
-                        % (fname, name, type(leaf).__name__))
-    return arr.astype(np.float64)
+    return float_array(leaf, "%s: %s" % (fname, name))
 
 
 class Path:
@@ -316,7 +310,7 @@ class TracedFunction:
         """(f(x) as a float, gradient with the structure of x)."""
         r = self._fast(x, params, True)
         if r is None:
-            r = self._dispatch(x, params, "tf.value_and_grad", _run_grad)
+            r = self._dispatch(x, params, "tf.value_and_grad", _RUN_VALUE_AND_GRAD)
         path, v, g = r
         return path.value(v), self._xspec.unflatten(g)
 
@@ -324,7 +318,7 @@ class TracedFunction:
         """Gradient of the scalar output at x, with the structure of x."""
         r = self._fast(x, params, True)
         if r is None:
-            r = self._dispatch(x, params, "tf.grad", _run_grad)
+            r = self._dispatch(x, params, "tf.grad", _RUN_GRAD)
         return self._xspec.unflatten(r[2])
 
     # -- forward mode and second order (fastad._second sweeps on a replayed tape) --
@@ -411,8 +405,9 @@ class TracedFunction:
     def _scalar_only(fn, fname):
         def wrapped(path):
             if path.out_shape != ():
-                raise TypeError("%s: the traced function returns an array of shape "
-                                "%s; a scalar output is needed" % (fname, path.out_shape))
+                raise ValueError("%s: the traced function returns an array of shape "
+                                 "%s; a scalar output is needed (trace fd.sum(...) of "
+                                 "it, or use tf.jacobian)" % (fname, path.out_shape))
             return fn(path)
         return wrapped
 
@@ -444,6 +439,10 @@ class TracedFunction:
         pf = self._params(params, fname)
         m = Xa.shape[0]
         path = self._paths[0]
+        if want_grad and path.out_shape != ():
+            raise ValueError("%s: the traced function returns an array of shape %s; "
+                             "the gradient needs a scalar output (use tf.jacobian, or "
+                             "trace fd.sum(...) of it)" % (fname, path.out_shape))
         if threads is None:
             threads = default_threads(m, len(path.rp.tape))
         elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
@@ -520,13 +519,19 @@ class TracedFunction:
         return (load_bytes, (dump_bytes(self),))
 
 
-def _run_grad(path, xf, pf):
-    rp = path.rp
-    if path.out_shape != ():
-        raise TypeError("tf.grad: the traced function returns an array of shape %s; "
-                        "the gradient needs a scalar output (use tf.jacobian)"
-                        % (path.out_shape,))
-    return rp.run(xf, pf, True)
+def _grad_runner(fname):
+    """The run() of _dispatch for a gradient: a shape error names `fname`."""
+    def run_grad(path, xf, pf):
+        if path.out_shape != ():
+            raise ValueError("%s: the traced function returns an array of shape %s; "
+                             "the gradient needs a scalar output (use tf.jacobian, or "
+                             "trace fd.sum(...) of it)" % (fname, path.out_shape))
+        return path.rp.run(xf, pf, True)
+    return run_grad
+
+
+_RUN_GRAD = _grad_runner("tf.grad")
+_RUN_VALUE_AND_GRAD = _grad_runner("tf.value_and_grad")
 
 
 def _out_slots(path):
