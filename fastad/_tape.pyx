@@ -17,6 +17,7 @@ from libc.stdint cimport uint8_t, int32_t, uint32_t, INT32_MAX
 
 import sys
 import threading
+from array import array as _pyarray
 import numpy as np
 cimport numpy as cnp
 
@@ -153,7 +154,7 @@ cdef class Tape:
         self.generation = 1
         self.records = []
         self.guards = []
-        self.spans = []
+        self.spans = None
         self.dtypes = {}
         self.reserve(256)
         self.push(FAD_CONST, 0, 0, 0.0, 0.0, 0.0)   # the sentinel slot 0
@@ -319,8 +320,7 @@ cdef class Tape:
         self.n = 1
         self.records = []
         self.guards = []
-        if self.spans:
-            self.spans = []
+        self.spans = None
         if self.dtypes:
             self.dtypes = {}
 
@@ -401,13 +401,27 @@ cdef class Tape:
                 np.array(<double[:n]>self.da), np.array(<double[:n]>self.db))
 
     def wengert(self):
-        """The recorded trace as a Wengert list, one line per operation."""
+        """The recorded trace as a Wengert list, one line per operation.
+
+        An array operation recorded as scalar slots (a small array's sum, softmax,
+        ...) gets a line `# name: vFIRST..vLAST` above its slots, indented by how
+        deeply it is nested in other such operations; an array record is one line.
+        """
         lines = []
         cdef Py_ssize_t i
         cdef int op, kind
         rec_at = {r.base: r for r in self.records}
+        opening = _span_openings(self)
+        open_ends = []          # ends of the spans around slot i, innermost last
         i = 1
         while i < self.n:
+            while open_ends and open_ends[len(open_ends) - 1] <= i:
+                open_ends.pop()
+            if opening:
+                for end, name in opening.get(i, ()):
+                    lines.append("#%s %s: v%d..v%d" % ("  " * len(open_ends), name, i,
+                                                      end - 1))
+                    open_ends.append(end)
             if i in rec_at:
                 r = rec_at[i]
                 lines.append("v%-5d = %s  [%d values, array op]" % (i, r.name, r.size))
@@ -465,6 +479,66 @@ cdef class Tape:
             self.n - 1, len(self.guards), self.nbytes)
 
 
+# ----------------------------------------------------------------------------------
+# Spans: the names of array operations recorded as scalar slots.  A small array's
+# sum or softmax is a run of adds, exps and divides on the tape; wengert() names
+# the run.  One span costs three int64s on its tape (first slot, end, name code),
+# appended once per array operation: nothing per slot, nothing for scalar ops.
+
+_span_names = []        # code -> name
+_span_codes = {}        # name -> code
+
+
+cdef int mark_span(Tape t, Py_ssize_t start, str name) except -1:
+    """Name the slots [start, t.n) that one array operation just recorded."""
+    if t.n <= start:
+        return 0
+    code = _span_codes.get(name)
+    if code is None:
+        code = _span_codes[name] = len(_span_names)
+        _span_names.append(name)
+    if t.spans is None:
+        t.spans = _pyarray("q")
+    t.spans.extend((start, t.n, code))
+    return 0
+
+
+cdef inline Py_ssize_t _next_slot(Var v):
+    return v.tape.n
+
+
+def span_start(x):
+    """A token for span_end: where the next slot of Var x's tape goes (None when x
+    is not a Var, so nothing is recorded)."""
+    if type(x) is Var:
+        return ((<Var>x).tape, (<Var>x).tape.n)
+    return None
+
+
+def span_end(token, str name):
+    """Name the slots recorded since span_start(token) after operation `name`."""
+    if token is not None:
+        mark_span(<Tape>token[0], token[1], name)
+
+
+cdef dict _span_openings(Tape t):
+    """{first slot: [(end, name), ...] outermost first} of t's spans."""
+    out = {}
+    sp = t.spans
+    if sp is None:
+        return out
+    cdef Py_ssize_t k
+    for k in range(0, len(sp), 3):
+        out.setdefault(sp[k], []).append((sp[k + 1], _span_names[sp[k + 2]]))
+    for v in out.values():
+        v.sort(key=_minus_end)
+    return out
+
+
+def _minus_end(entry):
+    return -entry[0]
+
+
 cdef inline bint _is_c0(int op):
     # the C0 form of a binary op follows its C1 form in the enum
     return fad_op_kind[op] == FAD_KIND_CONST and fad_op_kind[op - 1] == FAD_KIND_CONST
@@ -501,7 +575,10 @@ cdef Var new_array_var(Tape t, Py_ssize_t base, object value):
     r.tape = t
     r.slot = base
     r.gen = t.generation
-    value = np.array(value, dtype=np.float64)
+    # C order, like the block of slots it names: an array record reads this at
+    # recording and the slots (C order) at replay, and NumPy's reductions round
+    # differently over a Fortran-ordered array (fd.grad vs tf.grad, 1 ulp)
+    value = np.array(value, dtype=np.float64, order="C")
     value.setflags(write=False)
     r.aval = value
     r.shape_ = value.shape
@@ -721,7 +798,10 @@ cdef class Var:
         cdef Py_ssize_t i, n
         if type(key) is int and self.shape_ is not None and len(self.shape_) == 1 \
                 and self.gen == self.tape.generation:
-            i = key
+            i = _long_as_ssize_t(key)
+            if i == -1 and _err_occurred() != NULL:
+                _err_clear()          # beyond Py_ssize_t: getitem's IndexError
+                return getitem(self, key)
             n = self.shape_[0]
             if 0 <= i < n:
                 return new_var(self.tape, self.slot + i, self.tape.val[self.slot + i])
@@ -731,6 +811,10 @@ cdef class Var:
         raise TypeError("Vars are immutable: x[i] = v is not supported; build a new "
                         "array with fd.stack([...]), fd.where(mask, new, x) or "
                         "fd.concatenate([...])")
+
+    def __delitem__(self, key):
+        raise TypeError("Vars are immutable: del x[i] is not supported; build a new "
+                        "array with fd.concatenate([...]) of the parts to keep")
 
     def __repr__(self):
         if self.shape_ is None:
@@ -1295,29 +1379,54 @@ cdef Var gather(Var x, object flat_index):
 
 
 def getitem(Var x, key):
-    """x[key]: a scalar Var for one element, else an array Var (a copy)."""
+    """x[key]: a scalar Var for one element, else an array Var (a copy).
+
+    NumPy's indexing rules and errors (IndexError for an index out of range or
+    too many indices), applied to the array of x's slot numbers.  An index too
+    large for NumPy's integers is out of range too (IndexError, not OverflowError).
+    """
     x.tape.check_var(x)
-    if x.shape_ is None:
-        raise TypeError("a scalar Var cannot be indexed")
     cdef Py_ssize_t i, n
+    if x.shape_ is None:
+        # x[()] and x[...] are x, as for NumPy scalars; any other index is a
+        # TypeError, as for a float
+        if (type(key) is tuple and len(key) == 0) or key is Ellipsis:
+            return x
+        raise TypeError("a scalar Var cannot be indexed (x[%r])" % (key,))
     if type(key) is int and len(x.shape_) == 1:
+        size = x.shape_[0]
+        if not -size <= key < size:      # Python ints compared: no overflow
+            raise IndexError("index %d is out of bounds for axis 0 with size %d"
+                             % (key, size))
+        n = size
         i = key
-        n = x.shape_[0]
         if i < 0:
             i += n
-        if i < 0 or i >= n:
-            raise IndexError("index %d is out of bounds for axis 0 with size %d"
-                             % (key, n))
         return new_var(x.tape, x.slot + i, x.aval[i])
     if type(key) is Var:
-        key = key.__index__()
+        key = _var_index(<Var>key)
     elif type(key) is tuple:
-        key = tuple(k.__index__() if type(k) is Var else k for k in key)
-    flat = np.arange(x.aval.size, dtype=np.int64).reshape(x.shape_)[key]
+        key = tuple(_var_index(<Var>k) if type(k) is Var else k for k in key)
+    try:
+        flat = np.arange(x.aval.size, dtype=np.int64).reshape(x.shape_)[key]
+    except OverflowError:
+        raise IndexError("an index in %r is out of bounds for an array Var of shape %s"
+                         % (key, x.shape_)) from None
     if flat.ndim == 0:
         i = int(flat)
         return new_var(x.tape, x.slot + i, x.aval.reshape(-1)[i])
-    return gather(x, flat)
+    cdef Py_ssize_t start = x.tape.n
+    out = gather(x, flat)
+    mark_span(x.tape, start, "getitem")
+    return out
+
+
+cdef object _var_index(Var k):
+    """A Var used as an index: its integer value, recorded as a guard."""
+    if k.shape_ is not None:
+        raise TypeError("an array Var cannot be used as an index; index with a "
+                        "scalar Var (recorded as a guard), or with integers")
+    return k.__index__()
 
 
 cdef Tape common_tape(tuple operands):
@@ -1364,7 +1473,10 @@ def stack(items, axis=0):
               for p in parts]
     slots = np.stack(srcs, axis=axis)
     cvals = np.stack(consts, axis=axis)
-    return copy_block(t, slots, cvals)
+    cdef Py_ssize_t start = t.n
+    out = copy_block(t, slots, cvals)
+    mark_span(t, start, "stack")
+    return out
 
 
 cdef Var copy_block(Tape t, object slots, object consts):
@@ -1415,7 +1527,10 @@ def where(cond, x, y):
             parts.append((np.full(v.shape, -1, dtype=np.int64), v))
     c, sx, sy, cx, cy = np.broadcast_arrays(c.astype(bool), parts[0][0], parts[1][0],
                                             parts[0][1], parts[1][1])
-    return copy_block(t, np.where(c, sx, sy), np.where(c, cx, cy))
+    cdef Py_ssize_t start = t.n
+    out = copy_block(t, np.where(c, sx, sy), np.where(c, cx, cy))
+    mark_span(t, start, "where")
+    return out
 
 
 def array(obj):
@@ -1457,11 +1572,35 @@ cdef object _chain_reduce(Tape t, int op, object slots2d, object shape):
     return out_slots
 
 
-def _reduce(int op, Var x, axis, keepdims):
+cpdef tuple normalize_axes(object axis, int ndim, str fname):
+    """`axis` (None, an int or a tuple/list of ints) as a sorted tuple of distinct
+    axes in range(ndim), as NumPy reads it; TypeError or ValueError naming fname.
+    Every reduction (scalar slots and array records alike) checks with this."""
+    if axis is None:
+        return tuple(range(ndim))
+    seq = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in seq:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)):
+            raise TypeError("%s: axis must be an int, a tuple of ints or None, got %r"
+                            % (fname, axis))
+        if not -ndim <= a < ndim:
+            raise ValueError("%s: axis %d is out of bounds for an array of dimension "
+                             "%d" % (fname, a, ndim))
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError("%s: repeated axis in %r" % (fname, axis))
+    return tuple(sorted(out))
+
+
+def _reduce(int op, Var x, axis, keepdims, str fname=None):
     cdef Tape t = x.tape
     t.check_var(x)
     if x.shape_ is None:
         return x
+    if fname is None:
+        fname = "sum" if op == FAD_ADD else "prod" if op == FAD_MUL else \
+            fad_op_name[op].decode()
     if op == FAD_ADD and _array_ops is not None:
         # large sums: one record with NumPy's (pairwise) sum instead of k slots each
         out = _array_ops.large_reduce("sum", x, axis, keepdims)
@@ -1469,12 +1608,8 @@ def _reduce(int op, Var x, axis, keepdims):
             return out
     idx = slot_index(x)
     nd = idx.ndim
-    if axis is None:
-        axes = tuple(range(nd))
-    elif isinstance(axis, (tuple, list)):
-        axes = tuple(a % nd for a in axis)
-    else:
-        axes = (int(axis) % nd,)
+    axes = normalize_axes(axis, nd, fname)
+    cdef Py_ssize_t start = t.n
     keep = [a for a in range(nd) if a not in axes]
     moved = np.transpose(idx, keep + list(axes))
     out_shape = tuple(idx.shape[a] for a in keep)
@@ -1485,8 +1620,11 @@ def _reduce(int op, Var x, axis, keepdims):
         out_shape = tuple(1 if a in axes else idx.shape[a] for a in range(nd))
     if len(out_shape) == 0:
         s = int(out_slots[0])
-        return new_var(t, s, t.val[s])
-    return copy_block(t, out_slots.reshape(out_shape), 0.0)
+        out = new_var(t, s, t.val[s])
+    else:
+        out = copy_block(t, out_slots.reshape(out_shape), 0.0)
+    mark_span(t, start, fname)
+    return out
 
 
 def sum(x, axis=None, keepdims=False):
@@ -1523,12 +1661,13 @@ def mean(x, axis=None, keepdims=False):
             if out is not NotImplemented:
                 return out
         shape = (<Var>x).shape_
-        if axis is None:
-            count = (<Var>x).aval.size
-        else:
-            axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-            count = int(np.prod([shape[a] for a in axes]))
-        return sum(x, axis=axis, keepdims=keepdims) / float(count)
+        count = 1
+        for a in normalize_axes(axis, len(shape), "mean"):
+            count *= shape[a]
+        start = _next_slot(<Var>x)
+        out = _reduce(FAD_ADD, <Var>x, axis, keepdims) / float(count)
+        mark_span((<Var>x).tape, start, "mean")
+        return out
     out = np.mean(as_float_array(x, "x"), axis=axis, keepdims=keepdims)
     return float(out) if np.ndim(out) == 0 else out
 
@@ -1545,7 +1684,10 @@ def reshape(x, shape):
             return x
         if idx.ndim == 0:
             return vx[(0,) * vx.ndim]
-        return gather(vx, idx)
+        start = _next_slot(<Var>x)
+        out = gather(<Var>x, idx)
+        mark_span((<Var>x).tape, start, "reshape")
+        return out
     return np.reshape(as_float_array(x, "x"), shape)
 
 
@@ -1559,7 +1701,10 @@ def transpose(x, axes=None):
             vx.tape.check_var(vx)
             return _array_ops.transpose(vx, axes)
         idx = np.arange(vx.size, dtype=np.int64).reshape(vx.shape_).transpose(axes)
-        return gather(vx, idx)
+        start = _next_slot(<Var>x)
+        out = gather(<Var>x, idx)
+        mark_span((<Var>x).tape, start, "transpose")
+        return out
     return np.transpose(as_float_array(x, "x"), axes)
 
 
@@ -1585,8 +1730,11 @@ def concatenate(arrays, axis=0):
             c = as_float_array(a, "arrays")
             slots.append(np.full(c.shape, -1, dtype=np.int64))
             consts.append(c)
-    return copy_block(t, np.concatenate(slots, axis=axis),
-                      np.concatenate(consts, axis=axis))
+    cdef Py_ssize_t start = t.n
+    out = copy_block(t, np.concatenate(slots, axis=axis),
+                     np.concatenate(consts, axis=axis))
+    mark_span(t, start, "concatenate")
+    return out
 
 
 def matmul(a, b):

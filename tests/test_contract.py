@@ -64,6 +64,23 @@ def test_jacobian_of_a_ragged_list_is_a_value_error():
         fd.jacobian(lambda x: [x[0], [x[1], x[0]]])(X3)
 
 
+@pytest.mark.parametrize("n", [3, 20])          # scalar slots, and array records
+@pytest.mark.parametrize("fname", ["sum", "mean", "prod", "logsumexp", "softmax",
+                                   "log_softmax"])
+def test_reduction_axes_are_checked_on_both_paths(fname, n):
+    fn = getattr(fd, fname)
+    x0 = np.arange(1.0, n + 1)
+    g = lambda axis: fd.grad(lambda x: fd.sum(fn(x, axis=axis)))(x0)  # noqa: E731
+    # the small path once wrapped axis=5 round to 0 and summed silently
+    for axis in (5, -2, 1, (0, 0)):
+        with pytest.raises(ValueError, match="%s: .*axis" % fname):
+            g(axis)
+    for axis in (1.5, "a", True):
+        with pytest.raises(TypeError, match="%s: axis" % fname):
+            g(axis)
+    np.testing.assert_allclose(g(0), g(-1))
+
+
 # ----------------------------------------------------------------------------------
 # 2. a Python int beyond float64 is a ValueError naming the argument
 
@@ -143,3 +160,240 @@ def test_non_numeric_arrays_name_argument_and_dtype(arr, call, where):
     with pytest.raises(TypeError) as e:
         call(arr)
     assert where in str(e.value) and str(arr.dtype) in str(e.value)
+
+
+# ----------------------------------------------------------------------------------
+# 4. indexing follows NumPy: IndexError out of range; every misuse a documented class
+
+def _small(x):
+    return x * 1.0            # an array of scalar slots (elementwise ops, < 16)
+
+
+def _record(x):
+    return fd.concatenate([x, x])[: x.shape[0]] * 1.0   # >= 16: an array record
+
+
+OUT_OF_RANGE = [  # keys out of range for a 1-D array of n elements
+    lambda n: n, lambda n: -n - 1, lambda n: np.int64(n), lambda n: np.uint64(n + 2),
+    lambda n: 10 ** 30, lambda n: -(10 ** 30), lambda n: 2 ** 63, lambda n: -2 ** 63 - 1,
+    lambda n: np.uint64(2 ** 63), lambda n: [0, n + 4], lambda n: np.array([1, -n - 6]),
+    lambda n: (0, 0), lambda n: (slice(None), 0), lambda n: np.array([True, False]),
+]
+
+
+@pytest.mark.parametrize("make", [lambda x: x, _small, _record],
+                         ids=["leaf", "slots", "record"])
+@pytest.mark.parametrize("k", range(len(OUT_OF_RANGE)))
+@pytest.mark.parametrize("via", ["grad", "trace"])
+def test_out_of_range_1d_index_is_an_index_error(make, k, via):
+    n = 3 if make is not _record else 20
+    key = OUT_OF_RANGE[k](n)
+
+    def f(x):
+        return fd.sum(make(x)[key])
+    x0 = np.arange(1.0, n + 1)
+    with pytest.raises(IndexError):
+        fd.grad(f)(x0) if via == "grad" else fd.trace(f, x0)
+
+
+@pytest.mark.parametrize("key", [(1, 9), (2, 0), (-3, 0), (0, 0, 0), (slice(None), 9),
+                                 (0, 2 ** 63), (10 ** 30, 0), np.array([True, False, True])])
+@pytest.mark.parametrize("big", [False, True])
+def test_out_of_range_2d_index_is_an_index_error(key, big):
+    shape = (2, 3) if not big else (2, 10)
+    if big and isinstance(key, tuple) and key[1:] == (9,):
+        key = key[:1] + (10,)
+    x0 = np.arange(float(np.prod(shape))).reshape(shape)
+    for make in (lambda x: x, lambda x: x * 1.0):
+        f = lambda x: fd.sum(make(x)[key])  # noqa: E731
+        with pytest.raises(IndexError):
+            fd.grad(f)(x0)
+        with pytest.raises(IndexError):
+            fd.trace(f, x0)
+
+
+def test_in_range_indices_still_work_and_agree_with_numpy():
+    x0 = np.arange(1.0, 21.0)
+    for key in (19, -20, np.int64(3), np.uint64(4), [0, -1], slice(2, 30), (Ellipsis,),
+                np.array([True] * 20), (None, 3)):
+        g = fd.grad(lambda x: fd.sum(x[key] * x[key]))(x0)
+        want = np.zeros(20)
+        np.add.at(want, np.arange(20)[key], 2.0 * x0[key])
+        np.testing.assert_array_equal(g, want)
+
+
+def test_var_indices_out_of_range_under_grad_and_trace():
+    x0 = np.arange(1.0, 4.0)                     # x[0] * 10 == 10: out of range
+    f = lambda x: x[x[0] * 10.0]               # noqa: E731
+    with pytest.raises(IndexError):
+        fd.grad(f)(x0)
+    with pytest.raises(IndexError):
+        fd.trace(f, x0)
+    tf = fd.trace(lambda x: x[x[0]], x0)         # in range when traced: a guard
+    with pytest.raises(fd.TraceError, match="index"):
+        tf.grad(x0 * 100.0)
+
+
+def test_other_indexing_misuse_raises_documented_classes():
+    documented = (TypeError, ValueError, IndexError, fd.FastADError)
+    x0 = np.arange(1.0, 4.0)
+    keys = ["a", 1.5, {}, object(), [[0, 1], [5]], slice(0, 1.5),
+            slice(None, None, 0), (Ellipsis, Ellipsis), np.array([0.5]),
+            np.array(["a"]), 1j]
+
+    def misuse(x):
+        for key in keys:
+            with pytest.raises(documented):
+                x[key]
+        with pytest.raises(TypeError, match="array Var cannot be used as an index"):
+            x[x[:2]]
+        with pytest.raises(TypeError):
+            x[[x[0], x[1]]]
+        with pytest.raises(TypeError):
+            x[0][0]                       # a scalar Var has no axes
+        assert x[0][()] is not None and x[0][...] is not None
+        with pytest.raises(TypeError, match="immutable"):
+            x[0] = 1.0
+        with pytest.raises(TypeError, match="immutable"):
+            del x[0]
+        return fd.sum(x)
+
+    fd.grad(misuse)(x0)
+    fd.grad(lambda x: misuse(x * 1.0))(np.arange(20.0))
+    with fd.Tape() as tape:
+        w = tape.variable(x0)
+    tape.reset()
+    with pytest.raises(fd.TapeError):
+        w[0]
+    with pytest.raises(fd.TapeError):
+        w[1:]
+
+
+# ----------------------------------------------------------------------------------
+# 5. tape.wengert() names array operations recorded as scalar slots
+
+def _spans(text):
+    """[(indent, name, first, last)] of the annotation lines of a Wengert list."""
+    import re
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"#( *) (\w+): v(\d+)\.\.v(\d+)$", line)
+        if m:
+            out.append((len(m.group(1)) // 2, m.group(2), int(m.group(3)),
+                        int(m.group(4))))
+    return out
+
+
+def _slot_lines(text):
+    import re
+    return [int(m.group(1)) for m in re.finditer(r"^v(\d+) ", text, re.M)]
+
+
+@pytest.mark.parametrize("name, fn", [
+    ("sum", lambda x: fd.sum(x)), ("mean", lambda x: fd.mean(x, axis=0)),
+    ("prod", lambda x: fd.prod(x)), ("softmax", lambda x: fd.softmax(x)),
+    ("log_softmax", lambda x: fd.log_softmax(x)),
+    ("logsumexp", lambda x: fd.logsumexp(x)),
+    ("stack", lambda x: fd.stack([x[0], x[1]])), ("getitem", lambda x: x[1:]),
+    ("reshape", lambda x: x.reshape(-1, 1)), ("transpose", lambda x: fd.transpose(x)),
+    ("concatenate", lambda x: fd.concatenate([x, x])),
+    ("where", lambda x: fd.where(np.array([True, False, True]), x, 0.0)),
+])
+def test_wengert_names_small_array_ops(name, fn):
+    with fd.Tape() as tape:
+        x = tape.variable(np.array([0.5, -1.0, 2.0]))
+        n0 = len(tape)
+        fn(x)
+    text = tape.wengert()
+    spans = [s for s in _spans(text) if s[0] == 0]
+    assert [s[1] for s in spans] == [name], text
+    _, _, first, last = spans[0]
+    assert first == n0 + 1 and last == len(tape), text
+    # the annotation stands right above its first slot; slot lines are unchanged
+    lines = text.splitlines()
+    k = next(i for i, line in enumerate(lines) if line.startswith("# %s:" % name))
+    after = next(line for line in lines[k + 1:] if not line.startswith("#"))
+    assert after.startswith("v%-5d = " % first)
+    assert _slot_lines(text) == list(range(1, len(tape) + 1))
+
+
+def test_wengert_nests_and_names_large_arrays_too():
+    with fd.Tape() as tape:
+        x = tape.variable(np.linspace(-1.0, 1.0, 20))
+        y = fd.mean(x[:4])                # small: mean holding a sum
+        z = fd.softmax(x)                 # large: one record
+        p = fd.prod(x)                    # prod is scalar slots at any size
+        s = fd.stack([x[0], x[1]] * 10)   # 20 copies
+        fd.sum(z) + y + p + fd.sum(s) + fd.logsumexp(x)
+    text = tape.wengert()
+    names = [(d, n) for d, n, _, _ in _spans(text)]
+    assert (0, "mean") in names and (1, "sum") in names
+    assert (0, "prod") in names and (0, "stack") in names
+    assert "= softmax  [20 values, array op]" in text
+    assert "= logsumexp  [1 values, array op]" in text
+    prod_span = next(s for s in _spans(text) if s[1] == "prod")
+    assert prod_span[3] - prod_span[2] + 1 == 19        # 19 multiplies
+
+
+def test_spans_cost_nothing_on_scalar_code_and_go_with_reset():
+    with fd.Tape() as tape:
+        x = tape.variable(0.5)
+        for _ in range(100):
+            x = fd.sin(x) * 2.0 + 1
+    assert tape.spans is None and "#" not in tape.wengert()
+    with tape:
+        fd.sum(tape.variable(np.ones(3)))
+    assert len(tape.spans) == 3 and "# sum" in tape.wengert()
+    tape.reset()
+    assert tape.spans is None and tape.wengert() == ""
+
+
+# ----------------------------------------------------------------------------------
+# 6. replay is bit-identical to fd.grad for the softmax family
+
+SOFTMAX_CASES = [((3,), -1), ((2, 3), 0), ((2, 3), 1), ((3, 4), None), ((20,), -1),
+                 ((5, 8), 0), ((5, 8), -1), ((4, 5, 6), 1), ((64, 10), -1),
+                 ((30, 30), (0, 1))]
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("shape, axis", SOFTMAX_CASES)
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_softmax_family_replay_is_bit_identical(kind, shape, axis, order):
+    if kind != "logsumexp" and (axis is None or isinstance(axis, tuple)):
+        axis = -1
+    fn = getattr(fd, kind)
+    rng = np.random.default_rng(hash((kind, shape, str(axis))) % 2 ** 32)
+    w = rng.normal(size=np.shape(fn(np.zeros(shape), axis=axis)))
+
+    def f(x):
+        return fd.sum(fn(x, axis=axis) * w) + fd.sum(fn(x * 1.5 - 0.25, axis=axis) * w)
+
+    def point(scale, shift):
+        return np.asarray(rng.normal(size=shape) * scale + shift, order=order)
+
+    tf = fd.trace(f, point(3.0, 0.0))
+    # near the trace point and far from it: a shift taken from the traced
+    # values (not recomputed) overflows at +800
+    for x in [point(3.0, 0.0), point(10.0, 5.0), point(1.0, 800.0), point(1.0, -800.0)]:
+        v1, g1 = fd.value_and_grad(f)(x)
+        v2, g2 = tf.value_and_grad(x)
+        assert np.isfinite(v1) and np.all(np.isfinite(g1))
+        assert v1 == v2 and np.array_equal(g1, g2), (v1 - v2, np.abs(g1 - g2).max())
+        assert np.array_equal(tf(x), fd.value_and_grad(f)(x)[0])
+
+
+@pytest.mark.parametrize("n", [3, 20])
+def test_softmax_family_values_and_gradients_are_right(n):
+    # the shift is exact for the formula: values and gradients against closed forms
+    x = np.linspace(-2.0, 3.0, n) + 700.0
+    w = np.cos(np.arange(n))
+    p = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+    lse = x.max() + np.log(np.exp(x - x.max()).sum())
+    np.testing.assert_allclose(fd.softmax(fd.Tape().variable(x)).value, p, rtol=1e-15)
+    np.testing.assert_allclose(fd.grad(lambda v: fd.logsumexp(v))(x), p, rtol=1e-15)
+    np.testing.assert_allclose(fd.grad(lambda v: fd.sum(fd.softmax(v) * w))(x),
+                               p * (w - (w * p).sum()), rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(fd.grad(lambda v: fd.sum(fd.log_softmax(v) * w))(x),
+                               w - p * w.sum(), rtol=1e-12, atol=1e-15)
+    assert abs(fd.logsumexp(fd.Tape().variable(x)).value - lse) <= 1e-12 * lse
