@@ -17,7 +17,8 @@ from fastad._functional import (_args_to_vars, _leaf_to_var, _normalize_argnums,
 from fastad._pytree import tree_flatten, tree_unflatten
 from fastad._second import (hessian_sweep, hvp_sweep, jacobian_forward, reverse_sweep,
                             tangent_sweep, var_slots)
-from fastad._tape import Tape, Var, float_array, stack
+from fastad._tape import (Tape, Var, as_source_dtype, float_array, grad_dtype,
+                          source_dtype, stack)
 
 __all__ = ["jvp", "vjp", "jacobian", "hessian", "hvp", "derivative"]
 
@@ -34,12 +35,13 @@ def _wrap_name(fn, f, prefix):
 
 
 def _leaf_slots(leaves):
-    """(concatenated input slots, [(offset, size, shape)] per leaf Var)."""
+    """(concatenated input slots, [(offset, size, shape, dtype)] per leaf Var); the
+    dtype its derivatives come back in (None: float64, API.md section 14)."""
     parts, layout, off = [], [], 0
     for v in leaves:
         s = var_slots(v)
         parts.append(s)
-        layout.append((off, s.size, v.shape))
+        layout.append((off, s.size, v.shape, source_dtype(v)))
         off += s.size
     slots = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     return slots, layout
@@ -85,12 +87,23 @@ def _output(tape, out, fname):
 
 
 def _split(flat_block, layout, lead_shape, treedef):
-    """Cut the columns of a (..., total) block into one array per input leaf."""
+    """Cut the columns of a (..., total) block into one array per input leaf, each
+    in its leaf's dtype."""
     pieces = []
-    for off, size, shape in layout:
+    for off, size, shape, dtype in layout:
         part = flat_block[..., off:off + size].reshape(tuple(lead_shape) + tuple(shape))
-        pieces.append(float(part) if part.ndim == 0 else part)
+        pieces.append(as_source_dtype(float(part) if part.ndim == 0 else part, dtype))
     return tree_unflatten(treedef, pieces)
+
+
+def _common_dtype(layout):
+    """The dtype of a derivative that mixes every input (a jvp's tangent): NumPy's
+    promotion of the inputs' dtypes, so float32 only when every input is float32
+    (None, float64, as soon as one is float64, an int or a Python number)."""
+    dtypes = {d for _, _, _, d in layout}
+    if not dtypes or None in dtypes:
+        return None
+    return np.result_type(*dtypes)
 
 
 def _record(f, args, nums, tape, fname, kwargs):
@@ -147,7 +160,8 @@ def jvp(f, primals, tangents):
         else:
             tan = tangent_sweep(tape, in_slots, out_slots, seed[None, :], "jvp")[0]
             tan = tan.reshape(shape)
-    return value, (float(tan) if tan.ndim == 0 else tan)
+    return value, as_source_dtype(float(tan) if tan.ndim == 0 else tan,
+                                  _common_dtype(layout))
 
 
 def _float_array(x, where):
@@ -275,6 +289,7 @@ def hessian(f, argnums=0):
             _, target = scalar_output(f(*call, **kwargs), "hessian")
             shape = xv.shape
             m = xv.size
+            dtype = source_dtype(xv)
             if target is None:
                 H = np.zeros((m, m))
             else:
@@ -283,8 +298,8 @@ def hessian(f, argnums=0):
                 H = hessian_sweep(tape, var_slots(xv), int(var_slots(target)[0]),
                                   fname="hessian")[1]
         if shape == ():
-            return float(H[0, 0])
-        return H.reshape(shape + shape)
+            return as_source_dtype(float(H[0, 0]), dtype)
+        return as_source_dtype(H.reshape(shape + shape), dtype)
 
     return _wrap_name(hessian_f, f, "hessian")
 
@@ -311,6 +326,7 @@ def hvp(f, argnums=0):
                                  % (xv.shape, vv.shape))
             call = list(args)
             call[i] = xv
+            dtype = source_dtype(xv)
             _, target = scalar_output(f(*call, **kwargs), "hvp")
             if target is None:
                 hv = np.zeros(xv.size)
@@ -320,8 +336,8 @@ def hvp(f, argnums=0):
                 hv = hvp_sweep(tape, var_slots(xv), int(var_slots(target)[0]),
                                vv.reshape(1, -1), "hvp")[1][0]
         if vv.shape == ():
-            return float(hv[0])
-        return hv.reshape(vv.shape)
+            return as_source_dtype(float(hv[0]), dtype)
+        return as_source_dtype(hv.reshape(vv.shape), dtype)
 
     return _wrap_name(hvp_f, f, "hvp")
 
@@ -393,7 +409,7 @@ def derivative(f):
     _check_callable(f, "derivative")
 
     def derivative_f(x, *args, **kwargs):
-        return _tangent_of(f(Dual(_scalar_point(x), 1.0), *args, **kwargs),
-                           "derivative")
+        t = _tangent_of(f(Dual(_scalar_point(x), 1.0), *args, **kwargs), "derivative")
+        return as_source_dtype(t, grad_dtype(x))
 
     return _wrap_name(derivative_f, f, "derivative")

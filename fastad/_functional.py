@@ -7,7 +7,8 @@ import numpy as np
 
 from fastad._errors import GradientCheckError
 from fastad._pytree import tree_flatten, tree_unflatten
-from fastad._tape import Tape, Var, _set_debug_nans, leaf_variable
+from fastad._tape import (Tape, Var, _set_debug_nans, as_source_dtype,
+                          leaf_variable, source_dtype)
 
 _pool = threading.local()
 
@@ -134,8 +135,10 @@ def _numeric_tree(tree):
 
 
 def _zeros_like_vars(tree):
+    """The gradient of a constant: zeros shaped (and typed, API.md 14) like tree."""
     leaves, td = tree_flatten(tree)
-    return tree_unflatten(td, [0.0 if v.shape == () else np.zeros(v.shape)
+    return tree_unflatten(td, [as_source_dtype(0.0 if v.shape == () else
+                                               np.zeros(v.shape), source_dtype(v))
                                for v in leaves])
 
 

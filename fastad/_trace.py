@@ -11,6 +11,7 @@ again at that input and keeps the few most recent paths.
 """
 import os
 import threading
+from array import array as _pyarray
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from fastad._errors import TraceError
 from fastad._pytree import tree_flatten, tree_unflatten
 from fastad._functional import _scratch_tape
 from fastad._replay import GUARD_NAMES, Replay, param_leaf, tape_copy, var_slot
-from fastad._tape import Var, float_array
+from fastad._tape import Var, as_source_dtype, float_array, grad_dtype
 
 try:  # tangent and second-order sweeps (issue 4); absent in a partial build
     from fastad import _second
@@ -96,10 +97,11 @@ class ArgSpec:
             return np.zeros(0)
         return np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
 
-    def unflatten(self, flat):
-        """A pytree of this structure from a flat vector (floats for scalars)."""
+    def unflatten(self, flat, dtypes=None):
+        """A pytree of this structure from a flat vector (floats for scalars); each
+        leaf in dtypes[k] when given (grad_dtypes)."""
         single = self.single
-        if single is not None:
+        if single is not None and dtypes is None:
             if single == ():
                 return float(flat[0])
             return flat if len(single) == 1 else flat.reshape(single)
@@ -107,7 +109,25 @@ class ArgSpec:
         for shape, size in zip(self.shapes, self.sizes):
             out.append(float(flat[o]) if shape == () else flat[o:o + size].reshape(shape))
             o += size
+        if dtypes is not None:
+            out = [as_source_dtype(leaf, dt) for leaf, dt in zip(out, dtypes)]
         return tree_unflatten(self.treedef, out)
+
+    def grad_dtypes(self, tree):
+        """Per leaf of `tree` (already checked by flatten), the dtype a derivative
+        with respect to it comes back in (API.md section 14), or None when every
+        one is float64 -- the common case, answered without flattening."""
+        t = type(tree)
+        if t is float or t is int:
+            return None
+        if t is np.ndarray:
+            if tree.dtype == _F64:
+                return None
+            leaves = [tree]
+        else:
+            leaves = tree_flatten(tree)[0]
+        dtypes = tuple(grad_dtype(leaf) for leaf in leaves)
+        return dtypes if any(d is not None for d in dtypes) else None
 
     def leaf_values(self, flat):
         """The leaves for recording: floats for scalars, arrays otherwise."""
@@ -179,6 +199,8 @@ def _record(f, xspec, x_flat, pspec, p_flat):
             slot = var_slot(out)
             shape, size = out.shape, out.size
         tape = tape_copy(scratch)
+        if scratch.spans is not None:      # wengert()'s names of array ops
+            tape.spans = _pyarray("q", scratch.spans)
     if type(out) is Var:
         rp = Replay(tape, xspec.size, pspec.size, slot, max(size, 1))
         return Path(rp, shape, None)
@@ -307,19 +329,20 @@ class TracedFunction:
         return path, v, gr
 
     def value_and_grad(self, x, *params):
-        """(f(x) as a float, gradient with the structure of x)."""
+        """(f(x) as a float, gradient with the structure (and dtypes) of x)."""
         r = self._fast(x, params, True)
-        if r is None:
-            r = self._dispatch(x, params, "tf.value_and_grad", _RUN_VALUE_AND_GRAD)
-        path, v, g = r
-        return path.value(v), self._xspec.unflatten(g)
+        if r is not None:       # a float or a float64 array: no dtype to restore
+            return r[0].value(r[1]), self._xspec.unflatten(r[2])
+        path, v, g = self._dispatch(x, params, "tf.value_and_grad", _RUN_VALUE_AND_GRAD)
+        return path.value(v), self._xspec.unflatten(g, self._xspec.grad_dtypes(x))
 
     def grad(self, x, *params):
-        """Gradient of the scalar output at x, with the structure of x."""
+        """Gradient of the scalar output at x, with the structure (and dtypes) of x."""
         r = self._fast(x, params, True)
-        if r is None:
-            r = self._dispatch(x, params, "tf.grad", _RUN_GRAD)
-        return self._xspec.unflatten(r[2])
+        if r is not None:
+            return self._xspec.unflatten(r[2])
+        r = self._dispatch(x, params, "tf.grad", _RUN_GRAD)
+        return self._xspec.unflatten(r[2], self._xspec.grad_dtypes(x))
 
     # -- forward mode and second order (fastad._second sweeps on a replayed tape) --
 
@@ -344,6 +367,10 @@ class TracedFunction:
         if t is None:
             t = np.zeros(path.rp.out_size)
         tangent = float(t[0]) if path.out_shape == () else t.reshape(path.out_shape)
+        dtypes = self._xspec.grad_dtypes(x)
+        if dtypes is not None:       # NumPy's promotion over the inputs, as fd.jvp
+            tangent = as_source_dtype(tangent, None if None in dtypes else
+                                      np.result_type(*dtypes))
         return path.value(val), tangent
 
     def jacobian(self, x, *params):
@@ -358,10 +385,11 @@ class TracedFunction:
         if J is None:
             J = np.zeros((path.rp.out_size, self._xspec.size))
         out_shape = path.out_shape
+        dtypes = self._xspec.grad_dtypes(x) or (None,) * len(self._xspec.shapes)
         blocks, o = [], 0
-        for shape, size in zip(self._xspec.shapes, self._xspec.sizes):
+        for shape, size, dt in zip(self._xspec.shapes, self._xspec.sizes, dtypes):
             b = J[:, o:o + size].reshape(out_shape + shape)
-            blocks.append(float(b) if b.ndim == 0 else b)
+            blocks.append(as_source_dtype(float(b) if b.ndim == 0 else b, dt))
             o += size
         return tree_unflatten(self._xspec.treedef, blocks)
 
@@ -378,7 +406,7 @@ class TracedFunction:
         path, _, hv = self._sweep(x, params, "tf.hvp", self._scalar_only(fn, "tf.hvp"))
         if hv is None:
             hv = np.zeros(self._xspec.size)
-        return self._xspec.unflatten(hv)
+        return self._xspec.unflatten(hv, self._xspec.grad_dtypes(x))
 
     def hessian(self, x, *params):
         """Dense Hessian of the scalar output: shape x.shape + x.shape (x a float
@@ -399,7 +427,9 @@ class TracedFunction:
         if H is None:
             H = np.zeros((n, n))
         shape = self._xspec.shapes[0]
-        return float(H[0, 0]) if shape == () else H.reshape(shape + shape)
+        dtypes = self._xspec.grad_dtypes(x)
+        return as_source_dtype(float(H[0, 0]) if shape == () else H.reshape(shape + shape),
+                               dtypes[0] if dtypes else None)
 
     @staticmethod
     def _scalar_only(fn, fname):
@@ -429,6 +459,7 @@ class TracedFunction:
     def _batch(self, X, params, want_grad, threads, fname):
         n = self._xspec.size
         scalar_x = self._xspec.shapes == ((),) and self._xspec.treedef.kind == "leaf"
+        dtype = grad_dtype(X)
         Xa = _leaf_array(X, "X", fname)
         if scalar_x and Xa.ndim == 1:
             Xa = Xa.reshape(-1, 1)
@@ -469,6 +500,8 @@ class TracedFunction:
             values = values.reshape((m,) + path.out_shape)
         if scalar_x and grads is not None:
             grads = grads.reshape(m)
+        if dtype is not None and grads is not None:
+            grads = grads.astype(dtype)
         return values, grads
 
     # -- introspection -------------------------------------------------------------

@@ -335,6 +335,12 @@ def test_wengert_nests_and_names_large_arrays_too():
     assert prod_span[3] - prod_span[2] + 1 == 19        # 19 multiplies
 
 
+def test_a_traced_tape_keeps_the_names():
+    tf = fd.trace(lambda x: fd.sum(fd.softmax(x) * x), np.array([0.5, -1.0, 2.0]))
+    names = [n for _, n, _, _ in _spans(tf.tape.wengert())]
+    assert names[:2] == ["softmax", "max"] and names.count("sum") == 2
+
+
 def test_spans_cost_nothing_on_scalar_code_and_go_with_reset():
     with fd.Tape() as tape:
         x = tape.variable(0.5)
@@ -397,3 +403,130 @@ def test_softmax_family_values_and_gradients_are_right(n):
     np.testing.assert_allclose(fd.grad(lambda v: fd.sum(fd.log_softmax(v) * w))(x),
                                w - p * w.sum(), rtol=1e-12, atol=1e-15)
     assert abs(fd.logsumexp(fd.Tape().variable(x)).value - lse) <= 1e-12 * lse
+
+
+# ----------------------------------------------------------------------------------
+# 7. gradients come back in the input's floating dtype; arithmetic stays float64
+
+F32 = np.array([1.0 / 3.0, -2.5, 7.125], dtype=np.float32)
+
+
+def _sq(x):
+    return fd.sum(x * x) * 0.5 + fd.sum(fd.sin(x))
+
+
+def _sq_grad(x):
+    # the float64 gradient (its summation order is the tape's): a float32 input
+    # must give exactly this, rounded to float32 -- all arithmetic is float64
+    return fd.grad(_sq)(np.asarray(x, dtype=np.float64))
+
+
+def _same(got, want, dtype):
+    """got has dtype `dtype` and equals the float64 result rounded to it."""
+    assert np.asarray(got).dtype == dtype, (np.asarray(got).dtype, dtype)
+    if isinstance(want, float) or np.ndim(want) == 0:
+        assert type(got) is np.dtype(dtype).type or (dtype == np.float64 and
+                                                    type(got) is float)
+    np.testing.assert_array_equal(np.asarray(got),
+                                  np.asarray(want, dtype=np.float64).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype, want", [(np.float32, np.float32),
+                                         (np.float16, np.float16),
+                                         (np.longdouble, np.longdouble),
+                                         (np.float64, np.float64),
+                                         (np.int32, np.float64), (np.int64, np.float64),
+                                         (np.uint8, np.float64), (bool, np.float64)])
+def test_grad_and_value_and_grad_keep_the_floating_dtype(dtype, want):
+    x = np.array([1, 0, 3]).astype(dtype)
+    _same(fd.grad(_sq)(x), _sq_grad(x), want)
+    v, g = fd.value_and_grad(_sq)(x)
+    assert type(v) is float                       # the value stays a float
+    _same(g, _sq_grad(x), want)
+    _same(fd.grad(lambda x: 3.0)(x), np.zeros(3), want)    # a constant output
+
+
+def test_scalar_inputs_keep_their_type():
+    _same(fd.grad(lambda x: x * x)(np.float32(1.5)), 3.0, np.float32)
+    _same(fd.grad(lambda x: x * x)(np.array(1.5, np.float16)), 3.0, np.float16)
+    assert type(fd.grad(lambda x: x * x)(1.5)) is float
+    assert type(fd.grad(lambda x: x * x)(np.float64(1.5))) is float
+    assert type(fd.grad(lambda x: x * x)(2)) is float
+
+
+def test_pytrees_of_mixed_dtypes_and_argnums():
+    tree = {"a": F32, "b": F32.astype(np.float64), "c": 1.5, "d": np.arange(3),
+            "e": [np.float32(2.0), np.ones(2, np.float16)]}
+
+    def f(t, y):
+        return (_sq(t["a"]) + _sq(t["b"]) + t["c"] ** 2 + _sq(t["d"]) +
+                t["e"][0] * 3.0 + fd.sum(t["e"][1]) * y)
+
+    g, gy = fd.grad(f, argnums=(0, 1))(tree, np.float32(2.0))
+    _same(g["a"], _sq_grad(F32), np.float32)
+    _same(g["b"], _sq_grad(F32.astype(np.float64)), np.float64)
+    assert type(g["c"]) is float and g["c"] == 3.0
+    _same(g["d"], _sq_grad(np.arange(3)), np.float64)
+    _same(g["e"][0], 3.0, np.float32)
+    _same(g["e"][1], [2.0, 2.0], np.float16)
+    _same(gy, 2.0, np.float32)
+
+
+def test_forward_and_second_order_keep_the_dtype():
+    _same(fd.jacobian(fd.sin)(F32), np.diag(fd.cos(F32.astype(np.float64))), np.float32)
+    J = fd.jacobian(lambda t: t["a"] * t["b"])({"a": F32, "b": F32.astype(np.float64)})
+    assert J["a"].dtype == np.float32 and J["b"].dtype == np.float64
+    H = fd.hessian(_sq)(F32)
+    _same(H, np.diag(1.0 - fd.sin(F32.astype(np.float64))), np.float32)
+    _same(fd.hessian(lambda x: x ** 3)(np.float32(2.0)), 12.0, np.float32)
+    _same(fd.hvp(_sq)(F32, np.ones(3)), 1.0 - fd.sin(F32.astype(np.float64)),
+          np.float32)
+    v, t = fd.jvp(fd.sin, (F32,), (np.ones(3, np.float32),))
+    assert v.dtype == np.float64                  # values are float64
+    _same(t, fd.cos(F32.astype(np.float64)), np.float32)
+    _, t = fd.jvp(lambda a, b: a * b, (F32, np.ones(3)), (np.ones(3), np.ones(3)))
+    assert t.dtype == np.float64                  # promoted with a float64 primal
+    _, vjp_fn = fd.vjp(lambda a, b: a * b, F32, np.ones(3, np.float16))
+    ga, gb = vjp_fn(np.ones(3))
+    _same(ga, np.ones(3), np.float32)
+    _same(gb, F32.astype(np.float64), np.float16)
+    _same(fd.derivative(lambda x: x * x)(np.float32(1.5)), 3.0, np.float32)
+    assert type(fd.derivative(lambda x: x * x)(1.5)) is float
+
+
+def test_tape_gradient_keeps_the_dtype_of_its_sources():
+    with fd.Tape() as tape:
+        a = tape.variable(F32)
+        s = tape.variable(np.float32(0.5))
+        b = tape.variable(F32.astype(np.float64))
+        y = _sq(a) + s * s + _sq(b) + a[0]
+    ga, gs, gb, g0 = tape.gradient(y, [a, s, b, a[0]])
+    _same(ga, _sq_grad(F32) + [1.0, 0.0, 0.0], np.float32)
+    _same(gs, 1.0, np.float32)
+    _same(gb, _sq_grad(F32), np.float64)
+    assert type(g0) is float                      # a Var made from a, not a source
+    assert a.value.dtype == np.float64            # values are float64 (API.md 1)
+
+
+def test_traced_functions_keep_the_dtype_of_each_call():
+    tf = fd.trace(_sq, np.zeros(3))
+    _same(tf.grad(F32), _sq_grad(F32), np.float32)
+    _same(tf.grad(F32.astype(np.float64)), _sq_grad(F32), np.float64)
+    v, g = tf.value_and_grad(F32.astype(np.float16))
+    assert type(v) is float
+    _same(g, _sq_grad(F32.astype(np.float16)), np.float16)
+    _same(tf.hvp(F32, np.ones(3)), 1.0 - fd.sin(F32.astype(np.float64)), np.float32)
+    _same(tf.hessian(F32), np.diag(1.0 - fd.sin(F32.astype(np.float64))), np.float32)
+    X = np.stack([F32, F32 * 2])
+    _same(tf.grad_batch(X), np.stack([_sq_grad(F32), _sq_grad(F32 * 2)]), np.float32)
+    _same(tf.grad_batch(X.astype(np.float64)),
+          np.stack([_sq_grad(F32), _sq_grad(F32 * 2)]), np.float64)
+    tj = fd.trace(fd.sin, np.zeros(3))
+    _same(tj.jacobian(F32), np.diag(fd.cos(F32.astype(np.float64))), np.float32)
+    _same(tj.jvp(F32, np.ones(3))[1], fd.cos(F32.astype(np.float64)), np.float32)
+    tp = fd.trace(lambda t: _sq(t["a"]) + t["b"] ** 2, {"a": np.zeros(3), "b": 0.0})
+    g = tp.grad({"a": F32, "b": np.float32(1.0)})
+    _same(g["a"], _sq_grad(F32), np.float32)
+    _same(g["b"], 2.0, np.float32)
+    g = tp.grad({"a": F32, "b": 1.0})
+    assert type(g["b"]) is float
