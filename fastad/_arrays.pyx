@@ -799,8 +799,10 @@ def transpose(x, axes=None):
     xv = _value(x, "x")
     if axes is None:
         axes = tuple(range(xv.ndim))[::-1]
+    # NumPy checks the permutation (and each axis's range: wrapping them with %
+    # first turned an invalid axis into a valid one, as the small path refuses)
+    xv.transpose(axes)
     axes = tuple(int(a) % xv.ndim for a in axes) if xv.ndim else ()
-    xv.transpose(axes)                     # NumPy checks the permutation
     rec = LayoutRecord.__new__(LayoutRecord)
     rec.name = "transpose"
     rec.kind = "transpose"

@@ -81,6 +81,16 @@ def test_reduction_axes_are_checked_on_both_paths(fname, n):
     np.testing.assert_allclose(g(0), g(-1))
 
 
+@pytest.mark.parametrize("n", [3, 20])
+def test_transpose_axes_are_checked_on_both_paths(n):
+    x0 = np.arange(float(n))
+    for axes in [(5,), (1,), (0, 0)]:
+        with pytest.raises(ValueError):      # numpy's AxisError is a ValueError
+            fd.grad(lambda x: fd.sum(fd.transpose(x, axes)))(x0)
+    np.testing.assert_array_equal(fd.grad(lambda x: fd.sum(fd.transpose(x, (-1,))))(x0),
+                                  np.ones(n))
+
+
 # ----------------------------------------------------------------------------------
 # 2. a Python int beyond float64 is a ValueError naming the argument
 
