@@ -7,7 +7,7 @@ import numpy as np
 
 from fastad._errors import GradientCheckError
 from fastad._pytree import tree_flatten, tree_unflatten
-from fastad._tape import (Tape, Var, _set_debug_nans, as_source_dtype,
+from fastad._tape import (Tape, Var, _set_debug_nans, as_source_dtype, float_array,
                           leaf_variable, source_dtype)
 
 _pool = threading.local()
@@ -210,8 +210,8 @@ def check_grad(f, x, rtol=1e-6):
     if isinstance(x, (str, bytes, complex)) or x is None:
         raise TypeError("check_grad: x must be a number or array, got %s"
                         % type(x).__name__)
-    scalar = np.ndim(x) == 0
-    x0 = np.array(x, dtype=np.float64)
+    x0 = np.array(float_array(x, "check_grad: x"))     # TypeError/ValueError naming x
+    scalar = x0.ndim == 0
     g = np.atleast_1d(np.asarray(grad(f)(float(x0) if scalar else x0), dtype=np.float64))
     flat = x0.reshape(-1)
     fd_ = np.empty(flat.size)

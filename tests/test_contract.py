@@ -105,6 +105,7 @@ BIG = 10 ** 400
     (lambda: fd.hvp(lambda x: x * x)(1.0, BIG), "hvp: v"),
     (lambda: fd.jvp(lambda x: x * x, (1.0,), (BIG,)), "jvp: tangents[0]"),
     (lambda: fd.derivative(lambda x: x * x)(BIG), "derivative: x"),
+    (lambda: fd.check_grad(lambda x: x * x, BIG), "check_grad: x"),
     (lambda: fd.trace(lambda x: x * x, BIG), "fd.trace: x0"),
     (lambda: fd.trace(lambda x, p: x * p, 1.0, BIG), "fd.trace: params"),
     (lambda: fd.trace(lambda x: x * x, 1.0)(BIG), "traced f: x"),
@@ -165,6 +166,7 @@ NON_NUMERIC = [np.array(["a", "b"]), np.array([1, "x"], dtype=object),
     (lambda a: fd.hvp(lambda x: fd.sum(x))(np.ones(2), a), "hvp: v"),
     (lambda a: fd.jvp(lambda x: x, (np.ones(2),), (a,)), "jvp: tangents[0]"),
     (lambda a: fd.Tape().variable(a), "tape.variable: value"),
+    (lambda a: fd.check_grad(lambda x: fd.sum(x), a), "check_grad: x"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_non_numeric_arrays_name_argument_and_dtype(arr, call, where):
     with pytest.raises(TypeError) as e:
