@@ -10,8 +10,8 @@ understands; both paths shift by the max, so they are stable at |x| ~ 1e3.
 import numpy as np
 
 from fastad import _arrays, _tape
-from fastad._tape import (OP_INFO, Var, exp, floor, log, normalize_axes, span_end,
-                          span_start, sum as _sum, where)
+from fastad._tape import (OP_INFO, Var, exp, finite_guard, floor, log, normalize_axes,
+                          span_end, span_start, sum as _sum, where)
 
 _MAXIMUM = next(code for code, name, arity, dom in OP_INFO if name == "maximum")
 
@@ -62,9 +62,11 @@ def _softmax_slots(kind, x, axes, keepdims):
     # the shift: floor of the max along the axes, 0 where the max is not finite.
     # Recorded (maximum slots), so a replay shifts by its own x's max; floor's
     # derivative is 0, so no gradient flows through the shift (softmax's formula
-    # does not depend on it); the finiteness test is a guard under fd.trace.
+    # does not depend on it).  The finiteness test is a guard under fd.trace, so a
+    # replay takes the branch fd.grad would.
     m = _tape._reduce(_MAXIMUM, x, axes, True, "max")
-    shift = where((m < np.inf) & (m > -np.inf), floor(m), 0.0)
+    finite = finite_guard(m)
+    shift = floor(m) if finite.all() else where(finite, floor(m), 0.0)
     z = x - shift
     if kind == "softmax":
         e = exp(z)

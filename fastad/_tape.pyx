@@ -1097,6 +1097,24 @@ cdef object _guard_elementwise(Var x, object y, int opcode, object out):
     return out
 
 
+def finite_guard(Var x):
+    """Whether each element of x is finite (a bool ndarray of x's shape), recorded
+    as the guards `x < inf` and `x > -inf` that those two comparisons would record,
+    at a fraction of their cost (one frame walk, shared index arrays).  The
+    softmax family's on-tape shift depends on it."""
+    x.tape.check_var(x)
+    v = x.aval if x.shape_ is not None else np.float64(x.v)
+    below = np.asarray(v < np.inf)
+    above = np.asarray(v > -np.inf)
+    shape = below.shape
+    slots = slot_index(x) if x.shape_ is not None else np.full(shape, x.slot, np.int64)
+    none = np.full(shape, -1, dtype=np.int64)
+    line = _caller_line()
+    x.tape.guards.append(("<", slots, none, np.full(shape, np.inf), below, line))
+    x.tape.guards.append((">", slots, none, np.full(shape, -np.inf), above, line))
+    return below & above
+
+
 cdef object _compare_values(a, b, int opcode):
     if opcode == 0:
         return a < b

@@ -542,3 +542,19 @@ def test_traced_functions_keep_the_dtype_of_each_call():
     _same(g["b"], 2.0, np.float32)
     g = tp.grad({"a": F32, "b": 1.0})
     assert type(g["b"]) is float
+
+
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax", "logsumexp"])
+def test_softmax_family_non_finite_max_is_a_guard(kind):
+    fn = getattr(fd, kind)
+    f = lambda x: fd.sum(fn(x))            # noqa: E731
+    x0 = np.array([0.5, -1.0, 2.0])
+    bad = np.array([-np.inf, -np.inf, -np.inf])
+    with pytest.raises(fd.TraceError, match="guard"):
+        fd.trace(f, x0)(bad)               # fd.grad would shift by 0 there
+    tf = fd.trace(f, x0, retrace=True)
+    for x in (bad, x0, np.array([np.inf, 1.0, 0.0])):
+        want, got = fd.value_and_grad(f)(x), tf.value_and_grad(x)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert kind != "logsumexp" or fd.logsumexp(fd.Tape().variable(bad)).value == -np.inf
