@@ -10,7 +10,10 @@ understands; both paths shift by the max, so they are stable at |x| ~ 1e3.
 import numpy as np
 
 from fastad import _arrays, _tape
-from fastad._tape import Var, exp, log, sum as _sum
+from fastad._tape import (OP_INFO, Var, exp, finite_guard, floor, log, normalize_axes,
+                          span_end, span_start, sum as _sum, where)
+
+_MAXIMUM = next(code for code, name, arity, dom in OP_INFO if name == "maximum")
 
 _tape._register_array_ops(_arrays)
 
@@ -25,7 +28,8 @@ def _values(x):
 
 
 def _shift(x, axis):
-    """max over axis (keepdims), as a constant; non-finite maxima shift by 0."""
+    """max over axis (keepdims), as a constant; non-finite maxima shift by 0.
+    For plain arrays and Duals, which are never replayed."""
     m = np.max(_values(x), axis=axis, keepdims=True)
     return np.where(np.isfinite(m), m, 0.0)
 
@@ -37,14 +41,57 @@ def _plain_or_var(x):
                       dtype=np.float64)
 
 
+# ----------------------------------------------------------------------------------
+# The softmax family on a Var.  A large array is one record (fastad._arrays), whose
+# replay runs the same kernel as its first evaluation.  A small one is composed
+# from scalar slots by _softmax_slots, which every sweep replays op by op: for
+# fd.trace to give fd.grad's numbers bit for bit, everything the result depends on
+# must be on the tape -- the shift included.  (A shift taken from x.value was a
+# constant of the recording: a replay at another x shifted by the old max, which
+# rounds differently from fd.grad at that x, and overflows far from it.)
+
+def _softmax_var(kind, x, axis, keepdims=False):
+    """softmax / log_softmax / logsumexp of an array Var along `axis`."""
+    if _big(x):
+        return _arrays.softmax_like(kind, x, axis, keepdims)
+    return _softmax_slots(kind, x, normalize_axes(axis, x.ndim, kind), keepdims)
+
+
+def _softmax_slots(kind, x, axes, keepdims):
+    token = span_start(x)
+    # the shift: floor of the max along the axes, 0 where the max is not finite.
+    # Recorded (maximum slots), so a replay shifts by its own x's max; floor's
+    # derivative is 0, so no gradient flows through the shift (softmax's formula
+    # does not depend on it).  The finiteness test is a guard under fd.trace, so a
+    # replay takes the branch fd.grad would.
+    m = _tape._reduce(_MAXIMUM, x, axes, True, "max")
+    finite = finite_guard(m)
+    shift = floor(m) if finite.all() else where(finite, floor(m), 0.0)
+    z = x - shift
+    if kind == "softmax":
+        e = exp(z)
+        out = e / _sum(e, axis=axes, keepdims=True)
+    else:
+        lse = log(_sum(exp(z), axis=axes, keepdims=True))
+        if kind == "log_softmax":
+            out = z - lse
+        else:
+            out = lse + shift
+            if not keepdims:
+                out = _tape.reshape(out, tuple(d for i, d in enumerate(x.shape)
+                                               if i not in axes))
+    span_end(token, kind)
+    return out
+
+
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along `axis`, computed stably (the max is shifted out)."""
-    if _big(x):
-        return _arrays.softmax_like("softmax", x, axis)
     x = _plain_or_var(x)
     if np.ndim(_values(x)) == 0:
         return 1.0 if type(x) is not Var else x * 0.0 + 1.0
-    if type(x) is not Var and not hasattr(x, "tangent"):
+    if type(x) is Var:
+        return _softmax_var("softmax", x, axis)
+    if not hasattr(x, "tangent"):
         e = np.exp(x - _shift(x, axis))
         return e / np.sum(e, axis=axis, keepdims=True)
     e = exp(x - _shift(x, axis))
@@ -53,22 +100,20 @@ def softmax(x, axis=-1):
 
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along `axis`, computed stably."""
-    if _big(x):
-        return _arrays.softmax_like("log_softmax", x, axis)
     x = _plain_or_var(x)
     if np.ndim(_values(x)) == 0:
         return 0.0 if type(x) is not Var else x * 0.0
+    if type(x) is Var:
+        return _softmax_var("log_softmax", x, axis)
     z = x - _shift(x, axis)
-    if type(x) is not Var and not hasattr(x, "tangent"):
+    if not hasattr(x, "tangent"):
         return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
     return z - log(_sum(exp(z), axis=axis, keepdims=True))
 
 
-def logsumexp_record(x, axis=None, keepdims=False):
-    """logsumexp of a large array Var as one record, or NotImplemented."""
-    if not _big(x):
-        return NotImplemented
-    return _arrays.softmax_like("logsumexp", x, axis, keepdims)
+def logsumexp_var(x, axis=None, keepdims=False):
+    """logsumexp of an array Var (fd.logsumexp's Var case)."""
+    return _softmax_var("logsumexp", x, axis, keepdims)
 
 
 def amax(x, axis=None, keepdims=False):

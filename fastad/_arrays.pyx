@@ -24,7 +24,7 @@ import numpy as np
 cimport numpy as cnp
 
 from fastad._tape cimport (Tape, Var, new_var, as_float_array, fad_op_name, common_tape,
-                           FAD_BLOCK, FAD_NUM_SCALAR_OPS)
+                           normalize_axes, FAD_BLOCK, FAD_NUM_SCALAR_OPS)
 from fastad._tape import OP_INFO, current_tape
 import fastad._tape as _tape
 
@@ -595,21 +595,8 @@ def einsum(subscripts, *operands):
 # Reductions: sum, mean, max, min, logsumexp; softmax and log_softmax
 
 cdef tuple _axes(object axis, int ndim, str fname):
-    if axis is None:
-        return tuple(range(ndim))
-    seq = axis if isinstance(axis, (tuple, list)) else (axis,)
-    out = []
-    for a in seq:
-        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
-            raise TypeError("%s: axis must be an int, a tuple of ints or None, got %r"
-                            % (fname, axis))
-        if not -ndim <= a < ndim:
-            raise ValueError("%s: axis %d is out of bounds for an array of dimension "
-                             "%d" % (fname, a, ndim))
-        out.append(int(a) % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError("%s: repeated axis in %r" % (fname, axis))
-    return tuple(sorted(out))
+    # the core's check, so records and scalar slots refuse the same axes alike
+    return normalize_axes(axis, ndim, fname)
 
 
 cdef class ReduceRecord(ArrayRecord):
@@ -702,13 +689,20 @@ cdef class SoftmaxRecord(ArrayRecord):
     cdef public tuple axes
     cdef public bint keepdims
 
-    def _lse(self, x):
-        """logsumexp along the axes, keepdims form; the max is shifted out."""
+    def _shifted(self, x):
+        """(x - m, m): m the max along the axes (keepdims), 0 where not finite.
+        The one place the family's value kernels start from."""
         m = x.max(axis=self.axes, keepdims=True)
         if not np.isfinite(m).all():
             m = np.where(np.isfinite(m), m, 0.0)
         with np.errstate(all="ignore"):
-            lse = np.log(np.exp(x - m).sum(axis=self.axes, keepdims=True))
+            return x - m, m
+
+    def _lse(self, x):
+        """logsumexp along the axes, keepdims form; the max is shifted out."""
+        z, m = self._shifted(x)
+        with np.errstate(all="ignore"):
+            lse = np.log(np.exp(z).sum(axis=self.axes, keepdims=True))
         lse += m
         return lse
 
@@ -718,23 +712,22 @@ cdef class SoftmaxRecord(ArrayRecord):
     def _softmax(self, x):
         """softmax along the axes as exp(x - max) / sum: exp(x - lse) would carry
         lse's rounding, |lse| * 2**-53 absolutely (5e-14 at lse = 1000)."""
-        m = x.max(axis=self.axes, keepdims=True)
-        if not np.isfinite(m).all():
-            m = np.where(np.isfinite(m), m, 0.0)
+        z, _ = self._shifted(x)
         with np.errstate(all="ignore"):
-            e = np.exp(x - m)
+            e = np.exp(z)
             return e / e.sum(axis=self.axes, keepdims=True)
 
     def _compute(self, values):
+        # the first evaluation (_record) and every replay (forward) call this
         x = values[0]
+        if self.kind == "softmax":
+            return self._softmax(x)
         lse = self._lse(x)
         with np.errstate(all="ignore"):
             if self.kind == "logsumexp":
                 return lse if self.keepdims else lse.reshape(
                     [d for i, d in enumerate(x.shape) if i not in self.axes])
-            if self.kind == "log_softmax":
-                return x - lse
-        return self._softmax(x)
+            return x - lse
 
     def _probs(self, x, out):
         """softmax(x) along the axes (the stored output for softmax itself)."""
@@ -806,8 +799,10 @@ def transpose(x, axes=None):
     xv = _value(x, "x")
     if axes is None:
         axes = tuple(range(xv.ndim))[::-1]
+    # NumPy checks the permutation (and each axis's range: wrapping them with %
+    # first turned an invalid axis into a valid one, as the small path refuses)
+    xv.transpose(axes)
     axes = tuple(int(a) % xv.ndim for a in axes) if xv.ndim else ()
-    xv.transpose(axes)                     # NumPy checks the permutation
     rec = LayoutRecord.__new__(LayoutRecord)
     rec.name = "transpose"
     rec.kind = "transpose"

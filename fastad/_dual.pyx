@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 import fastad._tape as _tape
+from fastad._tape cimport int_to_double
 
 cdef extern from "fastad_ops.h" nogil:
     enum:
@@ -83,6 +84,8 @@ cdef object _as_tangent(object tangent):
         return float(tangent)
     if type(tangent) is float:
         return tangent
+    if type(tangent) is int:
+        return int_to_double(tangent, "Dual: tangent")
     if isinstance(tangent, numbers.Real) and not isinstance(tangent, Dual):
         return float(tangent)
     if tangent is None or isinstance(tangent, (str, bytes, Dual, _tape.Var)):
@@ -111,7 +114,7 @@ cdef object _number(object x, str argname):
     if type(x) is float:
         return x
     if type(x) is int or type(x) is bool:
-        return float(x)
+        return int_to_double(x, argname)
     if isinstance(x, _tape.Var):
         raise TypeError("%s: a Dual cannot be combined with a Var (forward mode over "
                         "a tape is not supported; use fd.jvp or fd.hvp)" % argname)
@@ -264,7 +267,8 @@ cdef class Dual:
 
     def __init__(self, value, tangent=0.0):
         if isinstance(value, (bool, np.bool_)) or type(value) is int:
-            self.v = float(value)
+            self.v = int_to_double(value, "Dual: value") if type(value) is not np.bool_ \
+                else float(value)
         elif isinstance(value, float):
             self.v = value
         elif isinstance(value, (Dual, _tape.Var)):

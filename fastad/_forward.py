@@ -17,7 +17,8 @@ from fastad._functional import (_args_to_vars, _leaf_to_var, _normalize_argnums,
 from fastad._pytree import tree_flatten, tree_unflatten
 from fastad._second import (hessian_sweep, hvp_sweep, jacobian_forward, reverse_sweep,
                             tangent_sweep, var_slots)
-from fastad._tape import Tape, Var, stack
+from fastad._tape import (Tape, Var, as_source_dtype, float_array, grad_dtype,
+                          source_dtype, stack)
 
 __all__ = ["jvp", "vjp", "jacobian", "hessian", "hvp", "derivative"]
 
@@ -34,12 +35,13 @@ def _wrap_name(fn, f, prefix):
 
 
 def _leaf_slots(leaves):
-    """(concatenated input slots, [(offset, size, shape)] per leaf Var)."""
+    """(concatenated input slots, [(offset, size, shape, dtype)] per leaf Var); the
+    dtype its derivatives come back in (None: float64, API.md section 14)."""
     parts, layout, off = [], [], 0
     for v in leaves:
         s = var_slots(v)
         parts.append(s)
-        layout.append((off, s.size, v.shape))
+        layout.append((off, s.size, v.shape, source_dtype(v)))
         off += s.size
     slots = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     return slots, layout
@@ -54,7 +56,10 @@ def _output(tape, out, fname):
     if isinstance(out, (list, tuple)) and any(type(e) is Var for e in tree_flatten(out)[0]):
         try:
             out = stack([stack(e) if isinstance(e, (list, tuple)) else e for e in out])
-        except (TypeError, ValueError) as e:
+        except ValueError as e:     # ragged: a shape error
+            raise ValueError("%s: f returned a list that is not a rectangular array "
+                             "(%s)" % (fname, e)) from None
+        except TypeError as e:
             raise TypeError("%s: f returned a list that is not an array of numbers and "
                             "Vars (%s)" % (fname, e)) from None
     if type(out) is Var:
@@ -82,12 +87,23 @@ def _output(tape, out, fname):
 
 
 def _split(flat_block, layout, lead_shape, treedef):
-    """Cut the columns of a (..., total) block into one array per input leaf."""
+    """Cut the columns of a (..., total) block into one array per input leaf, each
+    in its leaf's dtype."""
     pieces = []
-    for off, size, shape in layout:
+    for off, size, shape, dtype in layout:
         part = flat_block[..., off:off + size].reshape(tuple(lead_shape) + tuple(shape))
-        pieces.append(float(part) if part.ndim == 0 else part)
+        pieces.append(as_source_dtype(float(part) if part.ndim == 0 else part, dtype))
     return tree_unflatten(treedef, pieces)
+
+
+def _common_dtype(layout):
+    """The dtype of a derivative that mixes every input (a jvp's tangent): NumPy's
+    promotion of the inputs' dtypes, so float32 only when every input is float32
+    (None, float64, as soon as one is float64, an int or a Python number)."""
+    dtypes = {d for _, _, _, d in layout}
+    if not dtypes or None in dtypes:
+        return None
+    return np.result_type(*dtypes)
 
 
 def _record(f, args, nums, tape, fname, kwargs):
@@ -144,24 +160,17 @@ def jvp(f, primals, tangents):
         else:
             tan = tangent_sweep(tape, in_slots, out_slots, seed[None, :], "jvp")[0]
             tan = tan.reshape(shape)
-    return value, (float(tan) if tan.ndim == 0 else tan)
+    return value, as_source_dtype(float(tan) if tan.ndim == 0 else tan,
+                                  _common_dtype(layout))
 
 
 def _float_array(x, where):
-    if isinstance(x, (str, bytes)) or x is None or type(x) is Var or isinstance(x, Dual):
+    """x as a float64 ndarray: TypeError naming `where` and what it got (its dtype
+    for an array), ValueError for an int beyond float64's range."""
+    if type(x) is Var or isinstance(x, Dual):
         raise TypeError("%s must be a number or an array of numbers, got %s"
                         % (where, type(x).__name__))
-    try:
-        arr = np.asarray(x)
-    except Exception:
-        raise TypeError("%s must be a number or an array of numbers, got %s"
-                        % (where, type(x).__name__)) from None
-    if arr.dtype.kind == "c":
-        raise TypeError("%s must be real, got complex" % where)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError("%s must be a number or an array of numbers, got %s"
-                        % (where, type(x).__name__))
-    return arr.astype(np.float64)
+    return float_array(x, where)
 
 
 def vjp(f, *primals):
@@ -280,6 +289,7 @@ def hessian(f, argnums=0):
             _, target = scalar_output(f(*call, **kwargs), "hessian")
             shape = xv.shape
             m = xv.size
+            dtype = source_dtype(xv)
             if target is None:
                 H = np.zeros((m, m))
             else:
@@ -288,8 +298,8 @@ def hessian(f, argnums=0):
                 H = hessian_sweep(tape, var_slots(xv), int(var_slots(target)[0]),
                                   fname="hessian")[1]
         if shape == ():
-            return float(H[0, 0])
-        return H.reshape(shape + shape)
+            return as_source_dtype(float(H[0, 0]), dtype)
+        return as_source_dtype(H.reshape(shape + shape), dtype)
 
     return _wrap_name(hessian_f, f, "hessian")
 
@@ -316,6 +326,7 @@ def hvp(f, argnums=0):
                                  % (xv.shape, vv.shape))
             call = list(args)
             call[i] = xv
+            dtype = source_dtype(xv)
             _, target = scalar_output(f(*call, **kwargs), "hvp")
             if target is None:
                 hv = np.zeros(xv.size)
@@ -325,8 +336,8 @@ def hvp(f, argnums=0):
                 hv = hvp_sweep(tape, var_slots(xv), int(var_slots(target)[0]),
                                vv.reshape(1, -1), "hvp")[1][0]
         if vv.shape == ():
-            return float(hv[0])
-        return hv.reshape(vv.shape)
+            return as_source_dtype(float(hv[0]), dtype)
+        return as_source_dtype(hv.reshape(vv.shape), dtype)
 
     return _wrap_name(hvp_f, f, "hvp")
 
@@ -369,6 +380,26 @@ def _tangent_of(out, fname):
                     % (fname, type(out).__name__))
 
 
+def _scalar_point(x):
+    """fd.derivative's x as a float: TypeError for what is not a real number, and
+    ValueError (a shape error) for an array of more than zero dimensions."""
+    if isinstance(x, (bool, np.bool_, Dual, str, bytes, dict)) or type(x) is Var or \
+            x is None:
+        raise TypeError("derivative: x must be a real number, got %s"
+                        % type(x).__name__)
+    if type(x) is float:
+        return x
+    if isinstance(x, numbers.Real) and not isinstance(x, numbers.Integral):
+        return float(x)
+    arr = _float_array(x, "derivative: x")
+    if arr.ndim != 0:
+        raise ValueError("derivative: x must be a scalar, got an array of shape %s; "
+                         "fd.derivative differentiates along one scalar input: use "
+                         "fd.jacobian (or fd.jvp for one direction) for an array input"
+                         % (arr.shape,))
+    return float(arr)
+
+
 def derivative(f):
     """Return a function computing f'(x) for a scalar x by forward mode.
 
@@ -378,13 +409,7 @@ def derivative(f):
     _check_callable(f, "derivative")
 
     def derivative_f(x, *args, **kwargs):
-        if isinstance(x, (bool, np.bool_, Dual)) or type(x) is Var or \
-                not isinstance(x, (numbers.Real, np.ndarray)) or np.ndim(x) != 0:
-            raise TypeError("derivative: x must be a real number, got %s"
-                            % type(x).__name__)
-        if isinstance(x, np.ndarray) and x.dtype.kind not in "biuf":
-            raise TypeError("derivative: x must be a real number, got an array of "
-                            "dtype %s" % x.dtype)
-        return _tangent_of(f(Dual(float(x), 1.0), *args, **kwargs), "derivative")
+        t = _tangent_of(f(Dual(_scalar_point(x), 1.0), *args, **kwargs), "derivative")
+        return as_source_dtype(t, grad_dtype(x))
 
     return _wrap_name(derivative_f, f, "derivative")

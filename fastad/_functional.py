@@ -7,7 +7,8 @@ import numpy as np
 
 from fastad._errors import GradientCheckError
 from fastad._pytree import tree_flatten, tree_unflatten
-from fastad._tape import Tape, Var, _set_debug_nans
+from fastad._tape import (Tape, Var, _set_debug_nans, as_source_dtype, float_array,
+                          leaf_variable, source_dtype)
 
 _pool = threading.local()
 
@@ -51,15 +52,14 @@ def _normalize_argnums(argnums, nargs, fname):
 
 
 def _leaf_to_var(tape, leaf, where):
+    """A leaf Var of `leaf`; a bad leaf is a TypeError naming `where` and what it
+    got (its dtype for an array), an int beyond float64 a ValueError."""
     if type(leaf) is Var:
         raise TypeError("%s is already a Var: fd.grad of fd.grad is not supported; "
                         "use fd.hessian or fd.hvp for second derivatives" % where)
     if isinstance(leaf, (complex, np.complexfloating)):
         raise TypeError("%s must be real, got complex" % where)
-    try:
-        return tape.variable(leaf)
-    except TypeError as e:
-        raise TypeError("%s: %s" % (where, e)) from None
+    return leaf_variable(tape, leaf, where)
 
 
 def _args_to_vars(tape, args, nums, fname):
@@ -87,30 +87,58 @@ def _args_to_vars(tape, args, nums, fname):
     return args, trees
 
 
+# What a shape error on the output of a scalar-valued f suggests instead.
+NON_SCALAR_HINT = ("use fd.jacobian for a function with an array output, or reduce "
+                   "the output to a scalar first (e.g. with fd.sum)")
+
+
 def scalar_output(out, fname):
-    """(float value, scalar Var or None) of what a scalar-valued f returned."""
+    """(float value, scalar Var or None) of what a scalar-valued f returned.
+
+    A non-scalar output (an array Var, an ndarray, a list of values) is a shape
+    error, ValueError (API.md section 9); an output that is not a number at all is
+    a TypeError.
+    """
     if type(out) is Var:
         if out.shape != ():
-            raise TypeError("%s: f must return a scalar, got a Var of shape %s "
-                            "(reduce it, e.g. with fd.sum)" % (fname, out.shape))
+            raise ValueError("%s: f must return a scalar, got a Var of shape %s; %s"
+                             % (fname, out.shape, NON_SCALAR_HINT))
         return out.value, out
     if isinstance(out, (bool, np.bool_)) or out is None or isinstance(out, (str, bytes)):
         raise TypeError("%s: f must return a scalar number or Var, got %s"
                         % (fname, type(out).__name__))
     if isinstance(out, numbers.Real):
         return float(out), None
-    if isinstance(out, np.ndarray) and out.ndim == 0 and out.dtype.kind in "biuf":
-        return float(out), None
-    if isinstance(out, np.ndarray):
-        raise TypeError("%s: f must return a scalar, got an array of shape %s"
-                        % (fname, out.shape))
+    if isinstance(out, np.ndarray) and out.dtype.kind in "biuf":
+        if out.ndim == 0:
+            return float(out), None
+        raise ValueError("%s: f must return a scalar, got an array of shape %s; %s"
+                         % (fname, out.shape, NON_SCALAR_HINT))
+    if isinstance(out, (list, tuple)) and _numeric_tree(out):
+        raise ValueError("%s: f must return a scalar, got a %s of %d items; %s"
+                         % (fname, type(out).__name__, len(out), NON_SCALAR_HINT))
     raise TypeError("%s: f must return a scalar number or Var, got %s"
-                    % (fname, type(out).__name__))
+                    % (fname, type(out).__name__ if not isinstance(out, np.ndarray)
+                       else "an array of dtype %s" % out.dtype))
+
+
+def _numeric_tree(tree):
+    """Whether every leaf of `tree` is a number, a Var or a numeric array."""
+    for leaf in tree_flatten(tree)[0]:
+        if type(leaf) is Var or (isinstance(leaf, numbers.Real) and
+                                 not isinstance(leaf, (bool, np.bool_))):
+            continue
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind in "biuf":
+            continue
+        return False
+    return True
 
 
 def _zeros_like_vars(tree):
+    """The gradient of a constant: zeros shaped (and typed, API.md 14) like tree."""
     leaves, td = tree_flatten(tree)
-    return tree_unflatten(td, [0.0 if v.shape == () else np.zeros(v.shape)
+    return tree_unflatten(td, [as_source_dtype(0.0 if v.shape == () else
+                                               np.zeros(v.shape), source_dtype(v))
                                for v in leaves])
 
 
@@ -120,16 +148,20 @@ def value_and_grad(f, argnums=0):
     The gradient is with respect to args[argnums] (an int, or a tuple of ints for a
     tuple of gradients); each has the structure and shapes of its argument.
     """
+    return _value_and_grad(f, argnums, "value_and_grad")
+
+
+def _value_and_grad(f, argnums, fname):
+    """value_and_grad, with error messages naming `fname` (grad or value_and_grad)."""
     if not callable(f):
-        raise TypeError("value_and_grad: f must be callable, got %s"
-                        % type(f).__name__)
+        raise TypeError("%s: f must be callable, got %s" % (fname, type(f).__name__))
 
     def value_and_grad_f(*args, **kwargs):
-        nums = _normalize_argnums(argnums, len(args), "value_and_grad")
+        nums = _normalize_argnums(argnums, len(args), fname)
         with _scratch_tape() as tape:
-            call_args, trees = _args_to_vars(tape, args, nums, "value_and_grad")
+            call_args, trees = _args_to_vars(tape, args, nums, fname)
             out = f(*call_args, **kwargs)
-            value, target = scalar_output(out, "value_and_grad")
+            value, target = scalar_output(out, fname)
             if target is None:
                 grads = [_zeros_like_vars(t) for t in trees]
             else:
@@ -145,7 +177,7 @@ def value_and_grad(f, argnums=0):
 
 def grad(f, argnums=0):
     """Return a function computing the gradient of scalar-valued f by reverse mode."""
-    vg = value_and_grad(f, argnums)
+    vg = _value_and_grad(f, argnums, "grad")
 
     def grad_f(*args, **kwargs):
         return vg(*args, **kwargs)[1]
@@ -178,8 +210,8 @@ def check_grad(f, x, rtol=1e-6):
     if isinstance(x, (str, bytes, complex)) or x is None:
         raise TypeError("check_grad: x must be a number or array, got %s"
                         % type(x).__name__)
-    scalar = np.ndim(x) == 0
-    x0 = np.array(x, dtype=np.float64)
+    x0 = np.array(float_array(x, "check_grad: x"))     # TypeError/ValueError naming x
+    scalar = x0.ndim == 0
     g = np.atleast_1d(np.asarray(grad(f)(float(x0) if scalar else x0), dtype=np.float64))
     flat = x0.reshape(-1)
     fd_ = np.empty(flat.size)

@@ -41,6 +41,9 @@ cdef class Tape:
     cdef readonly uint32_t generation  # bumped by reset(); Vars compare theirs
     cdef public list records  # array ops: objects with base, size, backward()
     cdef public list guards   # comparisons and escapes of values into Python
+    cdef public object spans  # None, or array('q') of (first, end, name code):
+                              # array ops recorded as scalar slots (wengert)
+    cdef public dict dtypes   # leaf slot -> (dtype, shape) of a non-float64 source
     cdef object __weakref__
 
     cdef int reserve(self, Py_ssize_t extra) except -1
@@ -68,7 +71,9 @@ cdef void sweep_scalar(const int32_t *a, const int32_t *b, const double *da,
                        const double *db, double *adj,
                        Py_ssize_t hi, Py_ssize_t lo) noexcept nogil
 cdef object as_float_array(object value, str argname)
+cdef double int_to_double(object y, str argname) except? -1.0
 cdef object slot_index(Var x)
+cpdef tuple normalize_axes(object axis, int ndim, str fname)
 cdef object elementwise(int op, object x, object y)
 cdef Var copy_block(Tape t, object slots, object consts)
 cdef Tape common_tape(tuple operands)

@@ -17,6 +17,7 @@ from libc.stdint cimport uint8_t, int32_t, uint32_t, INT32_MAX
 
 import sys
 import threading
+from array import array as _pyarray
 import numpy as np
 cimport numpy as cnp
 
@@ -31,6 +32,12 @@ cdef extern from "Python.h":
     ctypedef struct _TypeWithDict "PyTypeObject":
         PyObject *tp_dict
     void _type_modified "PyType_Modified"(PyTypeObject *t)
+    # declared without an exception clause: the callers test PyErr_Occurred()
+    # themselves, to turn an overflow into fastad's own error
+    double _long_as_double "PyLong_AsDouble"(object o)
+    Py_ssize_t _long_as_ssize_t "PyLong_AsSsize_t"(object o)
+    PyObject *_err_occurred "PyErr_Occurred"()
+    void _err_clear "PyErr_Clear"()
 
 # Bytes of tape storage per scalar slot (op, two argument slots, value, two
 # partials); the adjoint buffer is extra.  bench/ reports it.
@@ -147,6 +154,8 @@ cdef class Tape:
         self.generation = 1
         self.records = []
         self.guards = []
+        self.spans = None
+        self.dtypes = {}
         self.reserve(256)
         self.push(FAD_CONST, 0, 0, 0.0, 0.0, 0.0)   # the sentinel slot 0
 
@@ -288,14 +297,20 @@ cdef class Tape:
             raise TapeError("cannot record on a tape while another thread sweeps it")
         cdef double x
         t = type(value)
-        if t is float or t is int or t is bool:
+        if t is float:
             x = value
             return new_var(self, self.push(FAD_VAR, 0, 0, x, 0.0, 0.0), x)
-        arr = as_float_array(value, "value")
+        if t is int or t is bool:
+            x = int_to_double(value, "tape.variable: value")
+            return new_var(self, self.push(FAD_VAR, 0, 0, x, 0.0, 0.0), x)
+        arr = as_float_array(value, "tape.variable: value")
         if arr.ndim == 0:
             x = arr[()]
-            return new_var(self, self.push(FAD_VAR, 0, 0, x, 0.0, 0.0), x)
-        return leaf_block(self, arr, FAD_VAR)
+            v = new_var(self, self.push(FAD_VAR, 0, 0, x, 0.0, 0.0), x)
+        else:
+            v = leaf_block(self, arr, FAD_VAR)
+        _remember_dtype(self, v, value)
+        return v
 
     def reset(self):
         """Forget every recorded operation, keep the memory; old Vars become invalid."""
@@ -305,6 +320,9 @@ cdef class Tape:
         self.n = 1
         self.records = []
         self.guards = []
+        self.spans = None
+        if self.dtypes:
+            self.dtypes = {}
 
     def __len__(self):
         """Number of recorded operations (the sentinel slot is not counted)."""
@@ -366,6 +384,9 @@ cdef class Tape:
                 results.append(_read_adjoint(adj, <Var>leaf, tv.slot))
         finally:
             self.release_adjoints(adj)
+        if self.dtypes:
+            results = [as_source_dtype(r, source_dtype(<Var>leaf))
+                       for r, leaf in zip(results, leaves)]
         return tree_unflatten(treedef, results)
 
     def _slot_values(self):
@@ -380,13 +401,27 @@ cdef class Tape:
                 np.array(<double[:n]>self.da), np.array(<double[:n]>self.db))
 
     def wengert(self):
-        """The recorded trace as a Wengert list, one line per operation."""
+        """The recorded trace as a Wengert list, one line per operation.
+
+        An array operation recorded as scalar slots (a small array's sum, softmax,
+        ...) gets a line `# name: vFIRST..vLAST` above its slots, indented by how
+        deeply it is nested in other such operations; an array record is one line.
+        """
         lines = []
         cdef Py_ssize_t i
         cdef int op, kind
         rec_at = {r.base: r for r in self.records}
+        opening = _span_openings(self)
+        open_ends = []          # ends of the spans around slot i, innermost last
         i = 1
         while i < self.n:
+            while open_ends and open_ends[len(open_ends) - 1] <= i:
+                open_ends.pop()
+            if opening:
+                for end, name in opening.get(i, ()):
+                    lines.append("#%s %s: v%d..v%d" % ("  " * len(open_ends), name, i,
+                                                      end - 1))
+                    open_ends.append(end)
             if i in rec_at:
                 r = rec_at[i]
                 lines.append("v%-5d = %s  [%d values, array op]" % (i, r.name, r.size))
@@ -444,6 +479,66 @@ cdef class Tape:
             self.n - 1, len(self.guards), self.nbytes)
 
 
+# ----------------------------------------------------------------------------------
+# Spans: the names of array operations recorded as scalar slots.  A small array's
+# sum or softmax is a run of adds, exps and divides on the tape; wengert() names
+# the run.  One span costs three int64s on its tape (first slot, end, name code),
+# appended once per array operation: nothing per slot, nothing for scalar ops.
+
+_span_names = []        # code -> name
+_span_codes = {}        # name -> code
+
+
+cdef int mark_span(Tape t, Py_ssize_t start, str name) except -1:
+    """Name the slots [start, t.n) that one array operation just recorded."""
+    if t.n <= start:
+        return 0
+    code = _span_codes.get(name)
+    if code is None:
+        code = _span_codes[name] = len(_span_names)
+        _span_names.append(name)
+    if t.spans is None:
+        t.spans = _pyarray("q")
+    t.spans.extend((start, t.n, code))
+    return 0
+
+
+cdef inline Py_ssize_t _next_slot(Var v):
+    return v.tape.n
+
+
+def span_start(x):
+    """A token for span_end: where the next slot of Var x's tape goes (None when x
+    is not a Var, so nothing is recorded)."""
+    if type(x) is Var:
+        return ((<Var>x).tape, (<Var>x).tape.n)
+    return None
+
+
+def span_end(token, str name):
+    """Name the slots recorded since span_start(token) after operation `name`."""
+    if token is not None:
+        mark_span(<Tape>token[0], token[1], name)
+
+
+cdef dict _span_openings(Tape t):
+    """{first slot: [(end, name), ...] outermost first} of t's spans."""
+    out = {}
+    sp = t.spans
+    if sp is None:
+        return out
+    cdef Py_ssize_t k
+    for k in range(0, len(sp), 3):
+        out.setdefault(sp[k], []).append((sp[k + 1], _span_names[sp[k + 2]]))
+    for v in out.values():
+        v.sort(key=_minus_end)
+    return out
+
+
+def _minus_end(entry):
+    return -entry[0]
+
+
 cdef inline bint _is_c0(int op):
     # the C0 form of a binary op follows its C1 form in the enum
     return fad_op_kind[op] == FAD_KIND_CONST and fad_op_kind[op - 1] == FAD_KIND_CONST
@@ -480,7 +575,10 @@ cdef Var new_array_var(Tape t, Py_ssize_t base, object value):
     r.tape = t
     r.slot = base
     r.gen = t.generation
-    value = np.array(value, dtype=np.float64)
+    # C order, like the block of slots it names: an array record reads this at
+    # recording and the slots (C order) at replay, and NumPy's reductions round
+    # differently over a Fortran-ordered array (fd.grad vs tf.grad, 1 ulp)
+    value = np.array(value, dtype=np.float64, order="C")
     value.setflags(write=False)
     r.aval = value
     r.shape_ = value.shape
@@ -488,8 +586,29 @@ cdef Var new_array_var(Tape t, Py_ssize_t base, object value):
     return r
 
 
+cdef double int_to_double(object y, str argname) except? -1.0:
+    """A Python int (or bool) as a double; ValueError naming `argname` when it is
+    beyond float64's range (Python's own float() would raise a bare OverflowError)."""
+    cdef double d = _long_as_double(y)
+    if d == -1.0 and _err_occurred() != NULL:
+        _err_clear()
+        raise ValueError("%s: the int %s is too large for float64 (at most about "
+                         "1.8e308); pass a float, or scale it down"
+                         % (argname, _int_summary(y)))
+    return d
+
+
+cdef str _int_summary(object y):
+    """A short name for a huge int (str() of one is slow, and refused past 4300
+    digits)."""
+    digits = int(y.bit_length() * 0.30103) + 1
+    return "%s1e%d (an int of about %d digits)" % ("-" if y < 0 else "", digits - 1,
+                                                    digits)
+
+
 cdef object as_float_array(object value, str argname):
-    """`value` as a float64 ndarray, or TypeError naming `argname`."""
+    """`value` as a float64 ndarray; TypeError naming `argname` and what it got
+    (with its dtype for an array), ValueError for an int beyond float64's range."""
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError("%s must be a number or an array of numbers, got %s"
                         % (argname, type(value).__name__))
@@ -498,13 +617,104 @@ cdef object as_float_array(object value, str argname):
     except Exception:
         raise TypeError("%s must be a number or an array of numbers, got %s"
                         % (argname, type(value).__name__))
-    if arr.dtype.kind == "c":
+    kind = arr.dtype.kind
+    if kind in "biuf":
+        return arr.astype(np.float64, copy=False)
+    if kind == "c":
         raise TypeError("%s must be real: complex input (%s) is not supported"
                         % (argname, type(value).__name__))
-    if arr.dtype.kind not in "biuf":
-        raise TypeError("%s must be a number or an array of numbers, got %s of dtype %s"
-                        % (argname, type(value).__name__, arr.dtype))
-    return arr.astype(np.float64, copy=False)
+    if kind == "O" and not isinstance(value, np.ndarray):
+        # NumPy keeps Python ints beyond int64 as objects: 2**64 is a fine float64
+        # and 10**400 is a value error, not a type error
+        out = _python_numbers(arr, argname)
+        if out is not None:
+            return out
+    raise TypeError("%s must be a number or an array of numbers, got %s of dtype %s"
+                    % (argname, type(value).__name__, arr.dtype))
+
+
+cdef object _python_numbers(object arr, str argname):
+    """An object array holding only Python ints, floats and bools as float64
+    (ValueError for an int beyond float64's range); None if it holds anything else."""
+    flat = arr.reshape(-1)
+    out = np.empty(flat.shape[0], dtype=np.float64)
+    cdef double[::1] o = out
+    cdef Py_ssize_t k
+    for k in range(flat.shape[0]):
+        e = flat[k]
+        t = type(e)
+        if t is float:
+            o[k] = e
+        elif t is int or t is bool:
+            o[k] = int_to_double(e, argname)
+        else:
+            return None
+    return out.reshape(arr.shape)
+
+
+def float_array(value, argname):
+    """as_float_array for fastad's Python modules: `value` as a float64 ndarray, or
+    TypeError / ValueError naming `argname`."""
+    return as_float_array(value, argname)
+
+
+# ----------------------------------------------------------------------------------
+# The dtype derivatives come back in (API.md section 14): arithmetic is float64,
+# but a gradient with respect to float32 data is float32 (float16, longdouble
+# likewise); integer and bool data give float64.
+
+cdef object _F64 = np.dtype(np.float64)
+
+
+cpdef object grad_dtype(object value):
+    """The floating dtype of `value` (an ndarray or NumPy scalar) when it is not
+    float64, else None (float64 or Python float results)."""
+    dt = getattr(value, "dtype", None)
+    if type(dt) is not np.dtype and not isinstance(dt, np.dtype):
+        return None
+    if dt.kind != "f" or dt == _F64:
+        return None
+    return dt
+
+
+cpdef object as_source_dtype(object g, object dt):
+    """A derivative (float or float64 ndarray) in dtype `dt` (None: unchanged);
+    a scalar becomes a NumPy scalar of that dtype."""
+    if dt is None:
+        return g
+    if type(g) is float:
+        return dt.type(g)
+    arr = np.asarray(g)
+    return dt.type(arr) if arr.ndim == 0 else arr.astype(dt)
+
+
+cdef _remember_dtype(Tape t, Var v, object value):
+    """Note the non-float64 floating dtype of a leaf's source data on its tape."""
+    dt = grad_dtype(value)
+    if dt is not None:
+        t.dtypes[v.slot] = (dt, v.shape)
+
+
+def source_dtype(Var v):
+    """The dtype the gradient with respect to leaf `v` comes back in, or None."""
+    entry = v.tape.dtypes.get(v.slot) if v.tape.dtypes else None
+    if entry is None or entry[1] != v.shape or v.gen != v.tape.generation:
+        return None
+    return entry[0]
+
+
+def leaf_variable(Tape t, value, str argname):
+    """t.variable(value) for the functional API: a bad value is a TypeError (or a
+    ValueError for an int beyond float64) naming `argname`."""
+    tv = type(value)
+    if tv is float:
+        return t.variable(value)
+    if tv is int or tv is bool:
+        return t.variable(int_to_double(value, argname))
+    arr = as_float_array(value, argname)
+    v = t.variable(arr)
+    _remember_dtype(t, v, value)
+    return v
 
 
 cdef Var leaf_block(Tape t, object arr, uint8_t op):
@@ -599,7 +809,10 @@ cdef class Var:
         cdef Py_ssize_t i, n
         if type(key) is int and self.shape_ is not None and len(self.shape_) == 1 \
                 and self.gen == self.tape.generation:
-            i = key
+            i = _long_as_ssize_t(key)
+            if i == -1 and _err_occurred() != NULL:
+                _err_clear()          # beyond Py_ssize_t: getitem's IndexError
+                return getitem(self, key)
             n = self.shape_[0]
             if 0 <= i < n:
                 return new_var(self.tape, self.slot + i, self.tape.val[self.slot + i])
@@ -609,6 +822,10 @@ cdef class Var:
         raise TypeError("Vars are immutable: x[i] = v is not supported; build a new "
                         "array with fd.stack([...]), fd.where(mask, new, x) or "
                         "fd.concatenate([...])")
+
+    def __delitem__(self, key):
+        raise TypeError("Vars are immutable: del x[i] is not supported; build a new "
+                        "array with fd.concatenate([...]) of the parts to keep")
 
     def __repr__(self):
         if self.shape_ is None:
@@ -911,6 +1128,24 @@ cdef object _guard_elementwise(Var x, object y, int opcode, object out):
     return out
 
 
+def finite_guard(Var x):
+    """Whether each element of x is finite (a bool ndarray of x's shape), recorded
+    as the guards `x < inf` and `x > -inf` that those two comparisons would record,
+    at a fraction of their cost (one frame walk, shared index arrays).  The
+    softmax family's on-tape shift depends on it."""
+    x.tape.check_var(x)
+    v = x.aval if x.shape_ is not None else np.float64(x.v)
+    below = np.asarray(v < np.inf)
+    above = np.asarray(v > -np.inf)
+    shape = below.shape
+    slots = slot_index(x) if x.shape_ is not None else np.full(shape, x.slot, np.int64)
+    none = np.full(shape, -1, dtype=np.int64)
+    line = _caller_line()
+    x.tape.guards.append(("<", slots, none, np.full(shape, np.inf), below, line))
+    x.tape.guards.append((">", slots, none, np.full(shape, -np.inf), above, line))
+    return below & above
+
+
 cdef object _compare_values(a, b, int opcode):
     if opcode == 0:
         return a < b
@@ -979,7 +1214,7 @@ cdef object _as_operand(object y, str argname):
     if t is float:
         return y
     if t is int or t is bool:
-        return float(y)
+        return int_to_double(y, argname)
     if isinstance(y, float):          # numpy.float64 and other float subclasses
         return float(y)
     arr = as_float_array(y, argname)
@@ -1044,12 +1279,12 @@ cdef object binary_op(int op, object x, object y):
         if type(y) is float:
             return record2c(op + 1, <Var>x, <double>y)
         if type(y) is int:
-            return record2c(op + 1, <Var>x, <double>y)
+            return record2c(op + 1, <Var>x, int_to_double(y, "the other operand"))
     elif type(y) is Var and (<Var>y).shape_ is None:
         if type(x) is float:
             return record2c(op + 2, <Var>y, <double>x)
         if type(x) is int:
-            return record2c(op + 2, <Var>y, <double>x)
+            return record2c(op + 2, <Var>y, int_to_double(x, "the other operand"))
     return _apply2(op, x, y)
 
 
@@ -1058,8 +1293,10 @@ cdef object binary_op(int op, object x, object y):
 
 cdef object _plain1(int op, object x):
     cdef double dx, dy
-    if type(x) is float or type(x) is int or type(x) is bool or isinstance(x, float):
+    if type(x) is float or isinstance(x, float):
         return fad_eval(op, <double>x, 0.0, &dx, &dy)
+    if type(x) is int or type(x) is bool:
+        return fad_eval(op, int_to_double(x, "x"), 0.0, &dx, &dy)
     arr = as_float_array(x, "x")
     out = np.empty(arr.shape, dtype=np.float64)
     cdef const double[::1] src = np.ascontiguousarray(arr).ravel()  # const: inputs may be read-only
@@ -1232,29 +1469,54 @@ cdef Var gather(Var x, object flat_index):
 
 
 def getitem(Var x, key):
-    """x[key]: a scalar Var for one element, else an array Var (a copy)."""
+    """x[key]: a scalar Var for one element, else an array Var (a copy).
+
+    NumPy's indexing rules and errors (IndexError for an index out of range or
+    too many indices), applied to the array of x's slot numbers.  An index too
+    large for NumPy's integers is out of range too (IndexError, not OverflowError).
+    """
     x.tape.check_var(x)
-    if x.shape_ is None:
-        raise TypeError("a scalar Var cannot be indexed")
     cdef Py_ssize_t i, n
+    if x.shape_ is None:
+        # x[()] and x[...] are x, as for NumPy scalars; any other index is a
+        # TypeError, as for a float
+        if (type(key) is tuple and len(key) == 0) or key is Ellipsis:
+            return x
+        raise TypeError("a scalar Var cannot be indexed (x[%r])" % (key,))
     if type(key) is int and len(x.shape_) == 1:
+        size = x.shape_[0]
+        if not -size <= key < size:      # Python ints compared: no overflow
+            raise IndexError("index %d is out of bounds for axis 0 with size %d"
+                             % (key, size))
+        n = size
         i = key
-        n = x.shape_[0]
         if i < 0:
             i += n
-        if i < 0 or i >= n:
-            raise IndexError("index %d is out of bounds for axis 0 with size %d"
-                             % (key, n))
         return new_var(x.tape, x.slot + i, x.aval[i])
     if type(key) is Var:
-        key = key.__index__()
+        key = _var_index(<Var>key)
     elif type(key) is tuple:
-        key = tuple(k.__index__() if type(k) is Var else k for k in key)
-    flat = np.arange(x.aval.size, dtype=np.int64).reshape(x.shape_)[key]
+        key = tuple(_var_index(<Var>k) if type(k) is Var else k for k in key)
+    try:
+        flat = np.arange(x.aval.size, dtype=np.int64).reshape(x.shape_)[key]
+    except OverflowError:
+        raise IndexError("an index in %r is out of bounds for an array Var of shape %s"
+                         % (key, x.shape_)) from None
     if flat.ndim == 0:
         i = int(flat)
         return new_var(x.tape, x.slot + i, x.aval.reshape(-1)[i])
-    return gather(x, flat)
+    cdef Py_ssize_t start = x.tape.n
+    out = gather(x, flat)
+    mark_span(x.tape, start, "getitem")
+    return out
+
+
+cdef object _var_index(Var k):
+    """A Var used as an index: its integer value, recorded as a guard."""
+    if k.shape_ is not None:
+        raise TypeError("an array Var cannot be used as an index; index with a "
+                        "scalar Var (recorded as a guard), or with integers")
+    return k.__index__()
 
 
 cdef Tape common_tape(tuple operands):
@@ -1301,7 +1563,10 @@ def stack(items, axis=0):
               for p in parts]
     slots = np.stack(srcs, axis=axis)
     cvals = np.stack(consts, axis=axis)
-    return copy_block(t, slots, cvals)
+    cdef Py_ssize_t start = t.n
+    out = copy_block(t, slots, cvals)
+    mark_span(t, start, "stack")
+    return out
 
 
 cdef Var copy_block(Tape t, object slots, object consts):
@@ -1352,7 +1617,10 @@ def where(cond, x, y):
             parts.append((np.full(v.shape, -1, dtype=np.int64), v))
     c, sx, sy, cx, cy = np.broadcast_arrays(c.astype(bool), parts[0][0], parts[1][0],
                                             parts[0][1], parts[1][1])
-    return copy_block(t, np.where(c, sx, sy), np.where(c, cx, cy))
+    cdef Py_ssize_t start = t.n
+    out = copy_block(t, np.where(c, sx, sy), np.where(c, cx, cy))
+    mark_span(t, start, "where")
+    return out
 
 
 def array(obj):
@@ -1394,11 +1662,35 @@ cdef object _chain_reduce(Tape t, int op, object slots2d, object shape):
     return out_slots
 
 
-def _reduce(int op, Var x, axis, keepdims):
+cpdef tuple normalize_axes(object axis, int ndim, str fname):
+    """`axis` (None, an int or a tuple/list of ints) as a sorted tuple of distinct
+    axes in range(ndim), as NumPy reads it; TypeError or ValueError naming fname.
+    Every reduction (scalar slots and array records alike) checks with this."""
+    if axis is None:
+        return tuple(range(ndim))
+    seq = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in seq:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)):
+            raise TypeError("%s: axis must be an int, a tuple of ints or None, got %r"
+                            % (fname, axis))
+        if not -ndim <= a < ndim:
+            raise ValueError("%s: axis %d is out of bounds for an array of dimension "
+                             "%d" % (fname, a, ndim))
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError("%s: repeated axis in %r" % (fname, axis))
+    return tuple(sorted(out))
+
+
+def _reduce(int op, Var x, axis, keepdims, str fname=None):
     cdef Tape t = x.tape
     t.check_var(x)
     if x.shape_ is None:
         return x
+    if fname is None:
+        fname = "sum" if op == FAD_ADD else "prod" if op == FAD_MUL else \
+            fad_op_name[op].decode()
     if op == FAD_ADD and _array_ops is not None:
         # large sums: one record with NumPy's (pairwise) sum instead of k slots each
         out = _array_ops.large_reduce("sum", x, axis, keepdims)
@@ -1406,12 +1698,8 @@ def _reduce(int op, Var x, axis, keepdims):
             return out
     idx = slot_index(x)
     nd = idx.ndim
-    if axis is None:
-        axes = tuple(range(nd))
-    elif isinstance(axis, (tuple, list)):
-        axes = tuple(a % nd for a in axis)
-    else:
-        axes = (int(axis) % nd,)
+    axes = normalize_axes(axis, nd, fname)
+    cdef Py_ssize_t start = t.n
     keep = [a for a in range(nd) if a not in axes]
     moved = np.transpose(idx, keep + list(axes))
     out_shape = tuple(idx.shape[a] for a in keep)
@@ -1422,8 +1710,11 @@ def _reduce(int op, Var x, axis, keepdims):
         out_shape = tuple(1 if a in axes else idx.shape[a] for a in range(nd))
     if len(out_shape) == 0:
         s = int(out_slots[0])
-        return new_var(t, s, t.val[s])
-    return copy_block(t, out_slots.reshape(out_shape), 0.0)
+        out = new_var(t, s, t.val[s])
+    else:
+        out = copy_block(t, out_slots.reshape(out_shape), 0.0)
+    mark_span(t, start, fname)
+    return out
 
 
 def sum(x, axis=None, keepdims=False):
@@ -1460,12 +1751,13 @@ def mean(x, axis=None, keepdims=False):
             if out is not NotImplemented:
                 return out
         shape = (<Var>x).shape_
-        if axis is None:
-            count = (<Var>x).aval.size
-        else:
-            axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-            count = int(np.prod([shape[a] for a in axes]))
-        return sum(x, axis=axis, keepdims=keepdims) / float(count)
+        count = 1
+        for a in normalize_axes(axis, len(shape), "mean"):
+            count *= shape[a]
+        start = _next_slot(<Var>x)
+        out = _reduce(FAD_ADD, <Var>x, axis, keepdims) / float(count)
+        mark_span((<Var>x).tape, start, "mean")
+        return out
     out = np.mean(as_float_array(x, "x"), axis=axis, keepdims=keepdims)
     return float(out) if np.ndim(out) == 0 else out
 
@@ -1482,7 +1774,10 @@ def reshape(x, shape):
             return x
         if idx.ndim == 0:
             return vx[(0,) * vx.ndim]
-        return gather(vx, idx)
+        start = _next_slot(<Var>x)
+        out = gather(<Var>x, idx)
+        mark_span((<Var>x).tape, start, "reshape")
+        return out
     return np.reshape(as_float_array(x, "x"), shape)
 
 
@@ -1496,7 +1791,10 @@ def transpose(x, axes=None):
             vx.tape.check_var(vx)
             return _array_ops.transpose(vx, axes)
         idx = np.arange(vx.size, dtype=np.int64).reshape(vx.shape_).transpose(axes)
-        return gather(vx, idx)
+        start = _next_slot(<Var>x)
+        out = gather(<Var>x, idx)
+        mark_span((<Var>x).tape, start, "transpose")
+        return out
     return np.transpose(as_float_array(x, "x"), axes)
 
 
@@ -1522,8 +1820,11 @@ def concatenate(arrays, axis=0):
             c = as_float_array(a, "arrays")
             slots.append(np.full(c.shape, -1, dtype=np.int64))
             consts.append(c)
-    return copy_block(t, np.concatenate(slots, axis=axis),
-                      np.concatenate(consts, axis=axis))
+    cdef Py_ssize_t start = t.n
+    out = copy_block(t, np.concatenate(slots, axis=axis),
+                     np.concatenate(consts, axis=axis))
+    mark_span(t, start, "concatenate")
+    return out
 
 
 def matmul(a, b):

@@ -11,6 +11,7 @@ again at that input and keeps the few most recent paths.
 """
 import os
 import threading
+from array import array as _pyarray
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from fastad._errors import TraceError
 from fastad._pytree import tree_flatten, tree_unflatten
 from fastad._functional import _scratch_tape
 from fastad._replay import GUARD_NAMES, Replay, param_leaf, tape_copy, var_slot
-from fastad._tape import Var
+from fastad._tape import Var, as_source_dtype, float_array, grad_dtype
 
 try:  # tangent and second-order sweeps (issue 4); absent in a partial build
     from fastad import _second
@@ -70,6 +71,8 @@ class ArgSpec:
                 if self.shapes[0] != ():
                     raise ValueError("%s: %s must have shape %s as when traced, got a "
                                      "number" % (fname, self.what, self.shapes[0]))
+                if t is int:   # a ValueError naming x for an int beyond float64
+                    return float_array(tree, "%s: %s" % (fname, self.what)).reshape(1)
                 return np.array([tree], dtype=np.float64)
             if t is np.ndarray and tree.dtype == np.float64 and \
                     tree.shape == self.shapes[0]:
@@ -94,10 +97,11 @@ class ArgSpec:
             return np.zeros(0)
         return np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
 
-    def unflatten(self, flat):
-        """A pytree of this structure from a flat vector (floats for scalars)."""
+    def unflatten(self, flat, dtypes=None):
+        """A pytree of this structure from a flat vector (floats for scalars); each
+        leaf in dtypes[k] when given (grad_dtypes)."""
         single = self.single
-        if single is not None:
+        if single is not None and dtypes is None:
             if single == ():
                 return float(flat[0])
             return flat if len(single) == 1 else flat.reshape(single)
@@ -105,7 +109,25 @@ class ArgSpec:
         for shape, size in zip(self.shapes, self.sizes):
             out.append(float(flat[o]) if shape == () else flat[o:o + size].reshape(shape))
             o += size
+        if dtypes is not None:
+            out = [as_source_dtype(leaf, dt) for leaf, dt in zip(out, dtypes)]
         return tree_unflatten(self.treedef, out)
+
+    def grad_dtypes(self, tree):
+        """Per leaf of `tree` (already checked by flatten), the dtype a derivative
+        with respect to it comes back in (API.md section 14), or None when every
+        one is float64 -- the common case, answered without flattening."""
+        t = type(tree)
+        if t is float or t is int:
+            return None
+        if t is np.ndarray:
+            if tree.dtype == _F64:
+                return None
+            leaves = [tree]
+        else:
+            leaves = tree_flatten(tree)[0]
+        dtypes = tuple(grad_dtype(leaf) for leaf in leaves)
+        return dtypes if any(d is not None for d in dtypes) else None
 
     def leaf_values(self, flat):
         """The leaves for recording: floats for scalars, arrays otherwise."""
@@ -122,22 +144,14 @@ def _leaf_name(td, k):
 
 
 def _leaf_array(leaf, name, fname="fd.trace"):
+    """leaf as a float64 ndarray: TypeError naming the argument and what it got
+    (its dtype for an array), ValueError for an int beyond float64's range."""
     if type(leaf) is Var:
         raise TypeError("%s: %s is a Var; pass numbers or arrays" % (fname, name))
-    if isinstance(leaf, (str, bytes)) or leaf is None or isinstance(leaf, (dict, set)):
+    if isinstance(leaf, (dict, set)):
         raise TypeError("%s: %s must be a number or an array of numbers, got %s"
                         % (fname, name, type(leaf).__name__))
-    try:
-        arr = np.asarray(leaf)
-    except Exception:
-        raise TypeError("%s: %s must be a number or an array of numbers, got %s"
-                        % (fname, name, type(leaf).__name__)) from None
-    if arr.dtype.kind == "c":
-        raise TypeError("%s: %s must be real, got complex" % (fname, name))
-    if arr.dtype.kind not in "biuf":
-        raise TypeError("%s: %s must be a number or an array of numbers, got %s"
-                        % (fname, name, type(leaf).__name__))
-    return arr.astype(np.float64)
+    return float_array(leaf, "%s: %s" % (fname, name))
 
 
 class Path:
@@ -185,6 +199,8 @@ def _record(f, xspec, x_flat, pspec, p_flat):
             slot = var_slot(out)
             shape, size = out.shape, out.size
         tape = tape_copy(scratch)
+        if scratch.spans is not None:      # wengert()'s names of array ops
+            tape.spans = _pyarray("q", scratch.spans)
     if type(out) is Var:
         rp = Replay(tape, xspec.size, pspec.size, slot, max(size, 1))
         return Path(rp, shape, None)
@@ -313,19 +329,20 @@ class TracedFunction:
         return path, v, gr
 
     def value_and_grad(self, x, *params):
-        """(f(x) as a float, gradient with the structure of x)."""
+        """(f(x) as a float, gradient with the structure (and dtypes) of x)."""
         r = self._fast(x, params, True)
-        if r is None:
-            r = self._dispatch(x, params, "tf.value_and_grad", _run_grad)
-        path, v, g = r
-        return path.value(v), self._xspec.unflatten(g)
+        if r is not None:       # a float or a float64 array: no dtype to restore
+            return r[0].value(r[1]), self._xspec.unflatten(r[2])
+        path, v, g = self._dispatch(x, params, "tf.value_and_grad", _RUN_VALUE_AND_GRAD)
+        return path.value(v), self._xspec.unflatten(g, self._xspec.grad_dtypes(x))
 
     def grad(self, x, *params):
-        """Gradient of the scalar output at x, with the structure of x."""
+        """Gradient of the scalar output at x, with the structure (and dtypes) of x."""
         r = self._fast(x, params, True)
-        if r is None:
-            r = self._dispatch(x, params, "tf.grad", _run_grad)
-        return self._xspec.unflatten(r[2])
+        if r is not None:
+            return self._xspec.unflatten(r[2])
+        r = self._dispatch(x, params, "tf.grad", _RUN_GRAD)
+        return self._xspec.unflatten(r[2], self._xspec.grad_dtypes(x))
 
     # -- forward mode and second order (fastad._second sweeps on a replayed tape) --
 
@@ -350,6 +367,10 @@ class TracedFunction:
         if t is None:
             t = np.zeros(path.rp.out_size)
         tangent = float(t[0]) if path.out_shape == () else t.reshape(path.out_shape)
+        dtypes = self._xspec.grad_dtypes(x)
+        if dtypes is not None:       # NumPy's promotion over the inputs, as fd.jvp
+            tangent = as_source_dtype(tangent, None if None in dtypes else
+                                      np.result_type(*dtypes))
         return path.value(val), tangent
 
     def jacobian(self, x, *params):
@@ -364,10 +385,11 @@ class TracedFunction:
         if J is None:
             J = np.zeros((path.rp.out_size, self._xspec.size))
         out_shape = path.out_shape
+        dtypes = self._xspec.grad_dtypes(x) or (None,) * len(self._xspec.shapes)
         blocks, o = [], 0
-        for shape, size in zip(self._xspec.shapes, self._xspec.sizes):
+        for shape, size, dt in zip(self._xspec.shapes, self._xspec.sizes, dtypes):
             b = J[:, o:o + size].reshape(out_shape + shape)
-            blocks.append(float(b) if b.ndim == 0 else b)
+            blocks.append(as_source_dtype(float(b) if b.ndim == 0 else b, dt))
             o += size
         return tree_unflatten(self._xspec.treedef, blocks)
 
@@ -384,7 +406,7 @@ class TracedFunction:
         path, _, hv = self._sweep(x, params, "tf.hvp", self._scalar_only(fn, "tf.hvp"))
         if hv is None:
             hv = np.zeros(self._xspec.size)
-        return self._xspec.unflatten(hv)
+        return self._xspec.unflatten(hv, self._xspec.grad_dtypes(x))
 
     def hessian(self, x, *params):
         """Dense Hessian of the scalar output: shape x.shape + x.shape (x a float
@@ -405,14 +427,17 @@ class TracedFunction:
         if H is None:
             H = np.zeros((n, n))
         shape = self._xspec.shapes[0]
-        return float(H[0, 0]) if shape == () else H.reshape(shape + shape)
+        dtypes = self._xspec.grad_dtypes(x)
+        return as_source_dtype(float(H[0, 0]) if shape == () else H.reshape(shape + shape),
+                               dtypes[0] if dtypes else None)
 
     @staticmethod
     def _scalar_only(fn, fname):
         def wrapped(path):
             if path.out_shape != ():
-                raise TypeError("%s: the traced function returns an array of shape "
-                                "%s; a scalar output is needed" % (fname, path.out_shape))
+                raise ValueError("%s: the traced function returns an array of shape "
+                                 "%s; a scalar output is needed (trace fd.sum(...) of "
+                                 "it, or use tf.jacobian)" % (fname, path.out_shape))
             return fn(path)
         return wrapped
 
@@ -434,6 +459,7 @@ class TracedFunction:
     def _batch(self, X, params, want_grad, threads, fname):
         n = self._xspec.size
         scalar_x = self._xspec.shapes == ((),) and self._xspec.treedef.kind == "leaf"
+        dtype = grad_dtype(X)
         Xa = _leaf_array(X, "X", fname)
         if scalar_x and Xa.ndim == 1:
             Xa = Xa.reshape(-1, 1)
@@ -444,6 +470,10 @@ class TracedFunction:
         pf = self._params(params, fname)
         m = Xa.shape[0]
         path = self._paths[0]
+        if want_grad and path.out_shape != ():
+            raise ValueError("%s: the traced function returns an array of shape %s; "
+                             "the gradient needs a scalar output (use tf.jacobian, or "
+                             "trace fd.sum(...) of it)" % (fname, path.out_shape))
         if threads is None:
             threads = default_threads(m, len(path.rp.tape))
         elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
@@ -470,6 +500,8 @@ class TracedFunction:
             values = values.reshape((m,) + path.out_shape)
         if scalar_x and grads is not None:
             grads = grads.reshape(m)
+        if dtype is not None and grads is not None:
+            grads = grads.astype(dtype)
         return values, grads
 
     # -- introspection -------------------------------------------------------------
@@ -520,13 +552,19 @@ class TracedFunction:
         return (load_bytes, (dump_bytes(self),))
 
 
-def _run_grad(path, xf, pf):
-    rp = path.rp
-    if path.out_shape != ():
-        raise TypeError("tf.grad: the traced function returns an array of shape %s; "
-                        "the gradient needs a scalar output (use tf.jacobian)"
-                        % (path.out_shape,))
-    return rp.run(xf, pf, True)
+def _grad_runner(fname):
+    """The run() of _dispatch for a gradient: a shape error names `fname`."""
+    def run_grad(path, xf, pf):
+        if path.out_shape != ():
+            raise ValueError("%s: the traced function returns an array of shape %s; "
+                             "the gradient needs a scalar output (use tf.jacobian, or "
+                             "trace fd.sum(...) of it)" % (fname, path.out_shape))
+        return path.rp.run(xf, pf, True)
+    return run_grad
+
+
+_RUN_GRAD = _grad_runner("tf.grad")
+_RUN_VALUE_AND_GRAD = _grad_runner("tf.value_and_grad")
 
 
 def _out_slots(path):

@@ -202,7 +202,7 @@ def test_derivative():
 
 
 def test_derivative_errors():
-    with pytest.raises(TypeError, match="derivative: x must be a real number"):
+    with pytest.raises(ValueError, match="derivative: x must be a scalar"):
         fd.derivative(fd.sin)(np.ones(2))
     with pytest.raises(TypeError, match="derivative: x must be a real number"):
         fd.derivative(fd.sin)("1")

@@ -156,10 +156,16 @@ def test_list_and_tuple_of_floats():
     assert g == (3.0, 2.0) and type(g) is tuple
 
 
-@pytest.mark.parametrize("arg", [3, True, np.float32(1.5), np.int64(2), np.array(1.5)])
+@pytest.mark.parametrize("arg", [3, True, np.float64(1.5), np.int64(2), np.array(1.5)])
 def test_ints_bools_and_numpy_scalars_are_converted(arg):
     g = fd.grad(lambda x: x * x)(arg)
     assert type(g) is float and g == 2.0 * float(arg)
+
+
+def test_float32_scalars_give_float32_gradients():
+    # API.md section 14: the input's floating dtype (tests/test_contract.py has more)
+    g = fd.grad(lambda x: x * x)(np.float32(1.5))
+    assert type(g) is np.float32 and g == 3.0
 
 
 @pytest.mark.parametrize("const", [3.0, 3, np.float64(3.0), np.float32(3.0), np.array(3.0),
@@ -181,17 +187,24 @@ def test_returning_a_numpy_scalar_or_0d_array_of_a_var_value():
     assert fd.value_and_grad(lambda x: np.float64(2.0) + 0.0 * x.value)(1.0) == (2.0, 0.0)
 
 
-@pytest.mark.parametrize("out", [np.ones(2), [1.0], "1", None, True, np.bool_(False), 1j,
-                                 {"a": 1.0}])
-def test_non_scalar_results_raise_type_error(out):
+@pytest.mark.parametrize("out", ["1", None, True, np.bool_(False), 1j, {"a": 1.0},
+                                 [1.0, "x"]])
+def test_non_numeric_results_raise_type_error(out):
     with pytest.raises(TypeError, match="scalar"):
         fd.grad(lambda x: out)(1.0)
 
 
-def test_array_var_result_raises_type_error():
-    with pytest.raises(TypeError, match="shape"):
+@pytest.mark.parametrize("out", [np.ones(2), [1.0], (1.0, 2.0)])
+def test_non_scalar_results_raise_value_error(out):
+    # a shape error (API.md section 9)
+    with pytest.raises(ValueError, match="scalar"):
+        fd.grad(lambda x: out)(1.0)
+
+
+def test_array_var_result_raises_value_error():
+    with pytest.raises(ValueError, match="shape"):
         fd.grad(lambda x: x * 2.0)(np.ones(3))
-    with pytest.raises(TypeError, match="shape"):
+    with pytest.raises(ValueError, match="shape"):
         fd.grad(lambda x: x)(np.ones(1))
 
 

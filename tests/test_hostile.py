@@ -131,8 +131,8 @@ def test_strings_none_complex_and_objects():
                 expect(TypeError, lambda: w[idx])
             expect(ValueError, lambda: int(tape.variable(math.nan)))
             expect(OverflowError, lambda: int(tape.variable(math.inf)))
-            expect(OverflowError, lambda: tape.variable(10 ** 400))
-            expect(OverflowError, lambda: x + 10 ** 400)
+            expect(ValueError, lambda: tape.variable(10 ** 400), "too large")
+            expect(ValueError, lambda: x + 10 ** 400, "too large")
         assert tape.gradient(x * 3.0, x) == 3.0
     ''')
 
@@ -325,8 +325,8 @@ def test_indexing_out_of_range():
             n0 = len(tape)
             for k in (5, -6, 2 ** 31, -2 ** 31, 2 ** 62):
                 expect(IndexError, lambda: w[k])
-            for k in (10 ** 30, -10 ** 30):
-                expect((IndexError, OverflowError), lambda: w[k])
+            for k in (10 ** 30, -10 ** 30, 2 ** 63, -2 ** 63 - 1, np.uint64(2 ** 63)):
+                expect(IndexError, lambda: w[k])
             for k in [(2, 0), (0, 3), (-3, 0), (0, 0, 0), (10 ** 30, 0)]:
                 expect(IndexError, lambda: m[k])
             expect(IndexError, lambda: w[np.array([0, 5])])

@@ -119,7 +119,7 @@ def test_rejects_user_derivatives_and_bad_arguments():
         fd.minimize(rosen, [None, 1.0])
     with pytest.raises(TypeError, match="method"):
         fd.minimize(rosen, np.zeros(2), method=3)
-    with pytest.raises(TypeError, match="scalar"):
+    with pytest.raises(ValueError, match="scalar"):
         fd.minimize(lambda x: x * 2.0, np.zeros(2))
 
 

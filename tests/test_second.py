@@ -268,7 +268,7 @@ def test_errors_name_the_argument():
         fd.hessian(lambda x: x)("abc")
     with pytest.raises(TypeError, match="hessian: x must be a number or an array"):
         fd.hessian(lambda x: x)({"a": 1.0})
-    with pytest.raises(TypeError, match="scalar"):
+    with pytest.raises(ValueError, match="scalar"):
         fd.hessian(lambda x: x * 2.0)(np.ones(2))
     with pytest.raises(ValueError, match="hvp: v must have the shape of x"):
         fd.hvp(lambda x: fd.sum(x))(np.ones(2), np.ones(3))

@@ -20,7 +20,7 @@ def _slot_ops(tape):
 # variable
 
 @pytest.mark.parametrize("value", [0.5, -3, True, False, np.float64(1.25), np.int32(7),
-                                   np.float32(0.5), np.array(2.5), np.bool_(True)])
+                                   np.array(2.5), np.bool_(True)])
 def test_scalar_variable_is_a_float_valued_var(value):
     with fd.Tape() as tape:
         x = tape.variable(value)
