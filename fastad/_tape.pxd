@@ -1,6 +1,6 @@
 # Declarations of the tape and its node type, for Cython modules that cimport them
 # (the replay and second-order sweeps).
-from libc.stdint cimport uint8_t, int32_t, uint32_t
+from libc.stdint cimport uint8_t, int32_t, uint64_t
 
 cdef extern from "fastad_ops.h" nogil:
     enum:
@@ -38,7 +38,9 @@ cdef class Tape:
     cdef bint adj_busy        # adj is in use by a sweep (another thread's)
     cdef int sweeping         # sweeps running without the GIL: no realloc meanwhile
 
-    cdef readonly uint32_t generation  # bumped by reset(); Vars compare theirs
+    # bumped by reset(); Vars compare theirs.  64 bits: a 32-bit counter wrapped
+    # after 2**32 resets and let a stale Var through.
+    cdef readonly uint64_t generation
     cdef public list records  # array ops: objects with base, size, backward()
     cdef public list guards   # comparisons and escapes of values into Python
     cdef object __weakref__
@@ -56,7 +58,7 @@ cdef class Tape:
 cdef class Var:
     cdef readonly Tape tape
     cdef Py_ssize_t slot      # scalar: its slot; array: the first slot of its block
-    cdef uint32_t gen         # tape generation at creation
+    cdef uint64_t gen         # tape generation at creation
     cdef double v             # scalar value (cached: valid even after a reset)
     cdef object shape_        # None for a scalar, else the array's shape tuple
     cdef object aval          # array value (read-only ndarray), None for a scalar

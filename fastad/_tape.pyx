@@ -13,7 +13,7 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.object cimport PyObject, PyTypeObject
 from libc.string cimport memset, memcpy
 from libc.math cimport isnan, NAN
-from libc.stdint cimport uint8_t, int32_t, uint32_t, INT32_MAX
+from libc.stdint cimport uint8_t, int32_t, uint64_t, INT32_MAX
 
 import sys
 import threading
@@ -1523,3 +1523,8 @@ def _test_eval(int op, double x, double y):
 
 def _test_slot(Var v):
     return v.slot
+
+
+def _test_set_generation(Tape t, uint64_t generation):
+    """Set t's generation counter (to test behaviour after ~2**32 resets)."""
+    t.generation = generation
