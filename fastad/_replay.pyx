@@ -14,6 +14,10 @@
 # Single calls replay into the tape's own arrays (so the tangent and second-order
 # sweeps of fastad/_second can run right after on a current tape).  Batches give
 # each thread its own val/da/db/adjoint buffers and run whole rows without the GIL.
+#
+# A Replay owns its tape and freezes it (Tape.freeze): nothing can record on it,
+# grow (realloc) its arrays or reset it, so the pointers below stay valid.  They
+# are still re-read from the tape at every call, under the lock.
 cimport cython
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.string cimport memset, memcpy
@@ -226,14 +230,20 @@ cdef class Replay:
             compact = compact_guards(tape, self.guards)
         kind, ga, gb, gc, go, src, elem = compact
         self._set_guards(kind, ga, gb, gc, go, src, elem)
-        self.prog.op = tape.op
-        self.prog.a = tape.arg_a
-        self.prog.b = tape.arg_b
+        tape.freeze()             # may move the arrays (shrinks them): bind after
+        self._bind()
         self.prog.n = tape.n
         self.prog.first = 1 + n_in + n_param
         self.prog.n_in = n_in
         self.prog.n_param = n_param
         self.prog.out = out_slot
+
+    cdef inline void _bind(self) noexcept:
+        """Point the program at the tape's arrays (called under self.lock)."""
+        cdef Tape t = self.tape
+        self.prog.op = t.op
+        self.prog.a = t.arg_a
+        self.prog.b = t.arg_b
 
     cdef _set_guards(self, kind, a, b, c, out, src, elem):
         self.g_kind = np.ascontiguousarray(kind, dtype=np.uint8)
@@ -310,6 +320,7 @@ cdef class Replay:
             grad = cnp.PyArray_EMPTY(1, dims, cnp.NPY_DOUBLE, 0)
             gp = <double *>cnp.PyArray_DATA(grad)
         with self.lock:
+            self._bind()
             if want_grad:
                 adj = t.acquire_adjoints(t.n)
             try:
@@ -333,6 +344,7 @@ cdef class Replay:
                              % (self.n_in, self.n_param, x.shape[0], prm.shape[0]))
         cdef Py_ssize_t g
         with self.lock:
+            self._bind()
             if self.has_records:
                 g = self._run_with_records(&x[0] if self.n_in else NULL,
                                            &prm[0] if self.n_param else NULL, NULL, NULL)
@@ -381,7 +393,7 @@ cdef class Replay:
             top = max(self.out_slot, self.n_in)
             memset(adj, 0, (top + 1) * sizeof(double))
             adj[self.out_slot] = 1.0
-            t.reverse(adj, self.out_slot, 1)
+            t.reverse(adj, t.n, self.out_slot, 1)
             memcpy(gp, adj + 1, self.n_in * sizeof(double))
         else:
             memset(gp, 0, self.n_in * sizeof(double))
@@ -442,6 +454,8 @@ cdef class Replay:
         bounds = [m * k // threads for k in range(threads + 1)]
         workers = []
         errors = []
+        with self.lock:
+            self._bind()
         for k in range(1, threads):
             th = threading.Thread(target=self._chunk_guarded,
                                   args=(X, prm, values, grads, status,
@@ -482,10 +496,12 @@ cdef class Replay:
             _alloc(<void **>&da, n, sizeof(double))
             _alloc(<void **>&db, n, sizeof(double))
             _alloc(<void **>&adj, n, sizeof(double))
-            # constants live in val (FAD_CONST leaves) and db (constant operands)
-            memcpy(val, t.val, n * sizeof(double))
-            memcpy(db, t.db, n * sizeof(double))
-            memcpy(da, t.da, n * sizeof(double))
+            # constants live in val (FAD_CONST leaves) and db (constant operands);
+            # copied under the lock, so never half-way through another call's replay
+            with self.lock:
+                memcpy(val, t.val, n * sizeof(double))
+                memcpy(db, t.db, n * sizeof(double))
+                memcpy(da, t.da, n * sizeof(double))
             t.sweeping += 1
             try:
                 with nogil:

@@ -40,6 +40,14 @@ SLOT_BYTES = sizeof(uint8_t) + 2 * sizeof(int32_t) + 3 * sizeof(double)
 # release/re-acquire costs.
 cdef Py_ssize_t NOGIL_THRESHOLD = 20000
 
+# The messages of the two ways a tape refuses to change under its readers.
+_FROZEN = ("this tape belongs to a traced function (fd.trace) and is read-only: "
+           "recording on it or resetting it would break the trace; record on a new "
+           "fd.Tape()")
+_SWEEPING = ("cannot %s this tape while a gradient sweep is reading it (in another "
+             "thread, or in an array operation's backward); wait for the sweep to "
+             "finish or use another tape")
+
 # Set by fd.debug_nans(): every recorded op checks for a fresh NaN.
 cdef bint _debug_nans = False
 
@@ -144,6 +152,7 @@ cdef class Tape:
         self.adj_cap = 0
         self.adj_busy = False
         self.sweeping = 0
+        self.frozen = False
         self.generation = 1
         self.records = []
         self.guards = []
@@ -164,10 +173,14 @@ cdef class Tape:
         cdef Py_ssize_t need = self.n + extra
         if need <= self.cap:
             return 0
+        # A frozen tape has cap == n, so every push lands here and is refused; a
+        # sweep in progress holds pointers into the arrays that a realloc would free.
+        if self.frozen:
+            raise TapeError(_FROZEN)
+        if self.sweeping:
+            raise TapeError(_SWEEPING % "grow (record more on)")
         if need > INT32_MAX:
             raise MemoryError("fastad: a tape holds at most 2**31 - 1 operations")
-        if self.sweeping:
-            raise TapeError("cannot record on a tape while another thread sweeps it")
         cdef Py_ssize_t new_cap = max(self.cap * 2, need, 256)
         if new_cap > INT32_MAX:
             new_cap = INT32_MAX
@@ -181,6 +194,47 @@ cdef class Tape:
         _grow(<void **>&self.db, new_cap, sizeof(double))
         self.cap = new_cap
         return 0
+
+    cdef int freeze(self) except -1:
+        """Make the tape read-only for good: a replay (fastad._replay) keeps
+        pointers into its arrays and its slot layout.  The arrays shrink to the
+        slots in use, so cap == n and any push goes through reserve(), which
+        refuses; reset() and __enter__ refuse too."""
+        if self.frozen:
+            return 0
+        if self.sweeping:
+            raise TapeError(_SWEEPING % "freeze")
+        self.shrink_to(self.n)
+        self.frozen = True
+        return 0
+
+    cdef void shrink_to(self, Py_ssize_t slots) noexcept:
+        """Give back the capacity above `slots` (>= n).  A realloc that fails
+        leaves that array at its old, larger size: still valid for cap slots."""
+        if slots < self.n:
+            slots = self.n
+        if slots >= self.cap or self.sweeping:
+            return
+        cdef void *q
+        q = PyMem_Realloc(self.op, <size_t>slots * sizeof(uint8_t))
+        if q != NULL:
+            self.op = <uint8_t *>q
+        q = PyMem_Realloc(self.arg_a, <size_t>slots * sizeof(int32_t))
+        if q != NULL:
+            self.arg_a = <int32_t *>q
+        q = PyMem_Realloc(self.arg_b, <size_t>slots * sizeof(int32_t))
+        if q != NULL:
+            self.arg_b = <int32_t *>q
+        q = PyMem_Realloc(self.val, <size_t>slots * sizeof(double))
+        if q != NULL:
+            self.val = <double *>q
+        q = PyMem_Realloc(self.da, <size_t>slots * sizeof(double))
+        if q != NULL:
+            self.da = <double *>q
+        q = PyMem_Realloc(self.db, <size_t>slots * sizeof(double))
+        if q != NULL:
+            self.db = <double *>q
+        self.cap = slots
 
     cdef inline Py_ssize_t push(self, uint8_t op, int32_t a, int32_t b,
                                 double v, double pa, double pb) except -1:
@@ -227,50 +281,59 @@ cdef class Tape:
         else:
             PyMem_Free(buf)
 
-    cdef int reverse(self, double *adj, Py_ssize_t hi, Py_ssize_t lo) except -1:
-        """Propagate adjoints from slot hi down to slot lo (inclusive).
+    cdef int reverse(self, double *adj, Py_ssize_t adj_len, Py_ssize_t hi,
+                     Py_ssize_t lo) except -1:
+        """Propagate adjoints from slot hi down to slot lo (inclusive); adj holds
+        adj_len doubles (every slot up to the end of the record containing hi).
 
         The scalar stretches run in C (without the GIL when long); an array record
-        in between hands its block's adjoint to its NumPy kernel.
+        in between hands its block's adjoint to its NumPy kernel.  The whole sweep
+        holds self.sweeping: records' kernels run Python, where another thread (or
+        the kernel itself) could otherwise reset the tape or grow it under us.
         """
         cdef Py_ssize_t k, base, end
         cdef object adjview = None
-        records = self.records
-        k = len(records) - 1
-        while hi >= lo:
-            # the highest record that starts at or below hi
-            while k >= 0 and (<object>records[k]).base > hi:
+        self.sweeping += 1
+        try:
+            records = self.records
+            k = len(records) - 1
+            while hi >= lo:
+                # the highest record that starts at or below hi
+                while k >= 0 and (<object>records[k]).base > hi:
+                    k -= 1
+                if k >= 0:
+                    rec = records[k]
+                    base = rec.base
+                    end = base + rec.size
+                else:
+                    base = end = 0
+                if end <= lo or k < 0:
+                    self._sweep_range(adj, hi, lo)
+                    return 0
+                if hi >= end:
+                    self._sweep_range(adj, hi, end)
+                if adjview is None:
+                    adjview = np.asarray(<double[:adj_len]>adj)
+                rec.backward(adjview)
+                hi = base - 1
                 k -= 1
-            if k >= 0:
-                rec = records[k]
-                base = rec.base
-                end = base + rec.size
-            else:
-                base = end = 0
-            if end <= lo or k < 0:
-                self._sweep_range(adj, hi, lo)
-                return 0
-            if hi >= end:
-                self._sweep_range(adj, hi, end)
-            if adjview is None:
-                adjview = np.asarray(<double[:self.n]>adj)
-            rec.backward(adjview)
-            hi = base - 1
-            k -= 1
-        return 0
+            return 0
+        finally:
+            self.sweeping -= 1
 
     cdef void _sweep_range(self, double *adj, Py_ssize_t hi, Py_ssize_t lo) noexcept:
+        # reverse() holds self.sweeping, so the arrays stay put without the GIL
         if hi - lo < NOGIL_THRESHOLD:
             sweep_scalar(self.arg_a, self.arg_b, self.da, self.db, adj, hi, lo)
             return
-        self.sweeping += 1
         with nogil:
             sweep_scalar(self.arg_a, self.arg_b, self.da, self.db, adj, hi, lo)
-        self.sweeping -= 1
 
     # -- the Python API ------------------------------------------------------------
 
     def __enter__(self):
+        if self.frozen:
+            raise TapeError(_FROZEN)
         _tape_stack().append(self)
         return self
 
@@ -284,8 +347,6 @@ cdef class Tape:
 
     def variable(self, value):
         """A new leaf Var holding `value` (a number or an array of numbers)."""
-        if self.sweeping:
-            raise TapeError("cannot record on a tape while another thread sweeps it")
         cdef double x
         t = type(value)
         if t is float or t is int or t is bool:
@@ -298,9 +359,15 @@ cdef class Tape:
         return leaf_block(self, arr, FAD_VAR)
 
     def reset(self):
-        """Forget every recorded operation, keep the memory; old Vars become invalid."""
+        """Forget every recorded operation, keep the memory; old Vars become invalid.
+
+        Raises TapeError on the tape of a traced function, and while a gradient
+        sweep is reading the tape (another thread's tape.gradient).
+        """
+        if self.frozen:
+            raise TapeError(_FROZEN)
         if self.sweeping:
-            raise TapeError("cannot reset a tape while another thread sweeps it")
+            raise TapeError(_SWEEPING % "reset")
         self.generation += 1
         self.n = 1
         self.records = []
@@ -322,11 +389,19 @@ cdef class Tape:
         same structure, a float for each scalar source and an ndarray of the source's
         shape for each array source.  Sources the target does not depend on get zeros.
         """
-        from fastad._pytree import tree_flatten, tree_unflatten
         if type(target) is not Var:
             raise TypeError("tape.gradient: target must be a Var, got %s"
                             % type(target).__name__)
-        cdef Var tv = <Var>target
+        # Held from before the Vars are checked until the adjoints are read: a
+        # reset() in between (another thread) would make the checks stale.
+        self.sweeping += 1
+        try:
+            return self._gradient(<Var>target, sources)
+        finally:
+            self.sweeping -= 1
+
+    cdef object _gradient(self, Var tv, sources):
+        from fastad._pytree import tree_flatten, tree_unflatten
         self.check_var(tv)
         if tv.shape_ is not None:
             raise ValueError("tape.gradient: target must be a scalar Var, got shape %s "
@@ -361,7 +436,7 @@ cdef class Tape:
         try:
             memset(adj, 0, top * sizeof(double))
             adj[tv.slot] = 1.0
-            self.reverse(adj, tv.slot, lo)
+            self.reverse(adj, top, tv.slot, lo)
             for leaf in leaves:
                 results.append(_read_adjoint(adj, <Var>leaf, tv.slot))
         finally:
