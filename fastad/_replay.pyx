@@ -19,6 +19,7 @@
 # grow (realloc) its arrays or reset it, so the pointers below stay valid.  They
 # are still re-read from the tape at every call, under the lock.
 cimport cython
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.string cimport memset, memcpy
 from libc.math cimport isnan, trunc
@@ -40,6 +41,11 @@ cnp.import_array()
 # Replays and sweeps shorter than this keep the GIL: releasing and re-taking it
 # costs about as much as sweeping this many slots.
 cdef Py_ssize_t NOGIL_SLOTS = 4000
+
+# A batch thread replays about this many slots (a few ms) between two looks at its
+# stop flag and, in the main thread, at pending signals: Ctrl-C then stops a long
+# grad_batch within milliseconds instead of when the batch ends.
+cdef Py_ssize_t BLOCK_SLOTS = 1 << 20
 
 # Compact guard kinds.  0..5 are the comparison opcodes of Python's rich compare
 # (<, <=, ==, !=, >, >=): the recorded outcome must repeat.  A value that escaped
@@ -443,6 +449,7 @@ cdef class Replay:
         if self.has_records:
             # records' forward/backward are Python: run rows one by one, in order
             for i in range(m):
+                PyErr_CheckSignals()      # Ctrl-C between rows
                 g, v, gr = self.run(X[i], prm, want_grad)
                 status[i] = g
                 if g < 0:
@@ -454,31 +461,44 @@ cdef class Replay:
         bounds = [m * k // threads for k in range(threads + 1)]
         workers = []
         errors = []
+        stop = np.zeros(1, dtype=np.int32)    # set: the workers quit at a block end
         with self.lock:
             self._bind()
-        for k in range(1, threads):
-            th = threading.Thread(target=self._chunk_guarded,
-                                  args=(X, prm, values, grads, status,
-                                        bounds[k], bounds[k + 1], errors))
-            th.start()
-            workers.append(th)
-        self._chunk(X, prm, values, grads, status, bounds[0], bounds[1])
-        for th in workers:
-            th.join()
+        try:
+            for k in range(1, threads):
+                th = threading.Thread(target=self._chunk_guarded,
+                                      args=(X, prm, values, grads, status,
+                                            bounds[k], bounds[k + 1], stop, errors))
+                th.start()
+                workers.append(th)
+            # this thread's share checks for signals between blocks; join() is
+            # interruptible too, so Ctrl-C lands here whichever part is running
+            self._chunk(X, prm, values, grads, status, bounds[0], bounds[1], stop)
+            for th in workers:
+                th.join()
+        except BaseException:
+            stop[0] = 1
+            for th in workers:
+                th.join()
+            raise
         if errors:
             raise errors[0]
         return values, grads, status
 
-    def _chunk_guarded(self, X, prm, values, grads, status, lo, hi, errors):
+    def _chunk_guarded(self, X, prm, values, grads, status, lo, hi, stop, errors):
         try:
-            self._chunk(X, prm, values, grads, status, lo, hi)
+            self._chunk(X, prm, values, grads, status, lo, hi, stop)
         except BaseException as e:   # reported to the calling thread
+            stop[0] = 1
             errors.append(e)
 
     def _chunk(self, double[:, ::1] X, double[::1] prm, values, grads,
-               long long[::1] status, Py_ssize_t lo, Py_ssize_t hi):
+               long long[::1] status, Py_ssize_t lo, Py_ssize_t hi, int[::1] stop):
+        """Rows lo .. hi-1 on this thread's own buffers, BLOCK_SLOTS of work at a
+        time without the GIL; between blocks, stop at stop[0] or a signal."""
         cdef Tape t = self.tape
         cdef Py_ssize_t n = t.n, i, g, osz = self.out_size, out = self.out_slot
+        cdef Py_ssize_t i0, i1, step = max(1, BLOCK_SLOTS // max(n, 1))
         cdef double *val = NULL
         cdef double *da = NULL
         cdef double *db = NULL
@@ -504,16 +524,23 @@ cdef class Replay:
                 memcpy(da, t.da, n * sizeof(double))
             t.sweeping += 1
             try:
-                with nogil:
-                    for i in range(lo, hi):
-                        gi = gp + i * n_in if gp != NULL else NULL
-                        g = run_row(&self.prog, &X[i, 0] if n_in else NULL, pp,
-                                    val, da, db, adj, gi)
-                        status[i] = g
-                        if g >= 0:
-                            continue
-                        if out >= 0:
-                            memcpy(vp + i * osz, val + out, osz * sizeof(double))
+                i0 = lo
+                while i0 < hi:
+                    i1 = min(hi, i0 + step)
+                    with nogil:
+                        for i in range(i0, i1):
+                            gi = gp + i * n_in if gp != NULL else NULL
+                            g = run_row(&self.prog, &X[i, 0] if n_in else NULL, pp,
+                                        val, da, db, adj, gi)
+                            status[i] = g
+                            if g >= 0:
+                                continue
+                            if out >= 0:
+                                memcpy(vp + i * osz, val + out, osz * sizeof(double))
+                    i0 = i1
+                    if stop[0]:
+                        break
+                    PyErr_CheckSignals()    # raises KeyboardInterrupt (main thread)
             finally:
                 t.sweeping -= 1
         finally:
