@@ -330,11 +330,17 @@ cdef object _zeros(str tag, tuple shape):
     if store is None:
         store = _buffers.store = {}
     buf = store.get(tag)
-    if buf is None or buf.size < need:
+    # reallocated when too small, and when a past peak (over 16 MB) is 8x this need
+    if buf is None or buf.size < need or (buf.size > (1 << 21) and buf.size > 8 * need):
         buf = store[tag] = np.empty(max(need, 1))
     out = buf[:need].reshape(shape)
     out.fill(0.0)
     return out
+
+
+def _release_buffers():
+    """Drop this thread's work buffers (fd.release_memory)."""
+    _buffers.store = {}
 
 
 # ----------------------------------------------------------------------------------

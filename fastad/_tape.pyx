@@ -26,6 +26,22 @@ cnp.import_array()
 
 include "_ops.pxi"
 
+cdef extern from *:
+    """
+    /* Memory given back by a tape (free, or realloc down) often stays in the C
+       heap: glibc keeps freed blocks below its dynamic mmap threshold (up to 32 MB)
+       in the heap, which is only trimmed from the top.  malloc_trim returns every
+       free page to the system; elsewhere this is a no-op. */
+    #if defined(__GLIBC__)
+    #include <malloc.h>
+    static void fad_trim_heap(void) { malloc_trim(0); }
+    #else
+    static void fad_trim_heap(void) { }
+    #endif
+    """
+    void fad_trim_heap() nogil
+
+
 cdef extern from "Python.h":
     # just the field of PyTypeObject needed to hide Var.__new__ (see below Var)
     ctypedef struct _TypeWithDict "PyTypeObject":
@@ -47,6 +63,12 @@ _FROZEN = ("this tape belongs to a traced function (fd.trace) and is read-only: 
 _SWEEPING = ("cannot %s this tape while a gradient sweep is reading it (in another "
              "thread, or in an array operation's backward); wait for the sweep to "
              "finish or use another tape")
+
+# Scratch tapes (the per-thread pool behind fd.grad, fastad._functional) keep their
+# memory between calls, but not a peak's: a call that used under 1/8 of a capacity
+# above SCRATCH_KEEP_SLOTS (~11 MB of slots) shrinks the tape to 4x its use.  Small
+# tapes are never touched, so the common small call does no allocator work.
+cdef Py_ssize_t SCRATCH_KEEP_SLOTS = 1 << 18
 
 # Set by fd.debug_nans(): every recorded op checks for a fresh NaN.
 cdef bint _debug_nans = False
@@ -125,6 +147,13 @@ cdef void sweep_scalar(const int32_t *a, const int32_t *b, const double *da,
         if g != 0.0:
             adj[a[i]] += da[i] * g
             adj[b[i]] += db[i] * g
+
+
+def _trim_heap():
+    """Return the C heap's free pages to the system (glibc; else nothing): after a
+    big tape was freed or shrunk, and by fd.release_memory()."""
+    with nogil:
+        fad_trim_heap()
 
 
 # ----------------------------------------------------------------------------------
@@ -372,6 +401,24 @@ cdef class Tape:
         self.n = 1
         self.records = []
         self.guards = []
+
+    def _recycle(self):
+        """reset() for a scratch tape going back to its pool: also gives back the
+        memory of a past peak when this call used far less (SCRATCH_KEEP_SLOTS)."""
+        cdef Py_ssize_t used = self.n
+        cdef bint freed = False
+        self.reset()
+        if self.cap > SCRATCH_KEEP_SLOTS and used * 8 < self.cap:
+            self.shrink_to(max(4 * used, 4096))
+            freed = True
+        if self.adj_cap > SCRATCH_KEEP_SLOTS and used * 8 < self.adj_cap \
+                and not self.adj_busy:
+            PyMem_Free(self.adj)      # acquire_adjoints grows it again on demand
+            self.adj = NULL
+            self.adj_cap = 0
+            freed = True
+        if freed:
+            _trim_heap()
 
     def __len__(self):
         """Number of recorded operations (the sentinel slot is not counted)."""
