@@ -187,6 +187,13 @@ cdef Py_ssize_t run_row(const Prog *p, const double *x, const double *prm,
     return -1
 
 
+@cython.final
+cdef class _Stop:
+    """Set by the calling thread of a batch (Ctrl-C, an error) to stop its workers
+    at their next block; read with the GIL held."""
+    cdef bint stop
+
+
 cdef int _alloc(void **p, Py_ssize_t count, size_t itemsize) except -1:
     p[0] = PyMem_Malloc(<size_t>max(count, 1) * itemsize)
     if p[0] == NULL:
@@ -461,9 +468,8 @@ cdef class Replay:
         bounds = [m * k // threads for k in range(threads + 1)]
         workers = []
         errors = []
-        stop = np.zeros(1, dtype=np.int32)    # set: the workers quit at a block end
-        with self.lock:
-            self._bind()
+        cdef _Stop stop = _Stop()
+        self._bind()       # the frozen tape's pointers: the value run() also writes
         try:
             for k in range(1, threads):
                 th = threading.Thread(target=self._chunk_guarded,
@@ -477,7 +483,7 @@ cdef class Replay:
             for th in workers:
                 th.join()
         except BaseException:
-            stop[0] = 1
+            stop.stop = True
             for th in workers:
                 th.join()
             raise
@@ -485,17 +491,17 @@ cdef class Replay:
             raise errors[0]
         return values, grads, status
 
-    def _chunk_guarded(self, X, prm, values, grads, status, lo, hi, stop, errors):
+    def _chunk_guarded(self, X, prm, values, grads, status, lo, hi, _Stop stop, errors):
         try:
             self._chunk(X, prm, values, grads, status, lo, hi, stop)
         except BaseException as e:   # reported to the calling thread
-            stop[0] = 1
+            stop.stop = True
             errors.append(e)
 
     def _chunk(self, double[:, ::1] X, double[::1] prm, values, grads,
-               long long[::1] status, Py_ssize_t lo, Py_ssize_t hi, int[::1] stop):
+               long long[::1] status, Py_ssize_t lo, Py_ssize_t hi, _Stop stop):
         """Rows lo .. hi-1 on this thread's own buffers, BLOCK_SLOTS of work at a
-        time without the GIL; between blocks, stop at stop[0] or a signal."""
+        time without the GIL; between blocks, quit when stop is set or on a signal."""
         cdef Tape t = self.tape
         cdef Py_ssize_t n = t.n, i, g, osz = self.out_size, out = self.out_slot
         cdef Py_ssize_t i0, i1, step = max(1, BLOCK_SLOTS // max(n, 1))
@@ -538,7 +544,7 @@ cdef class Replay:
                             if out >= 0:
                                 memcpy(vp + i * osz, val + out, osz * sizeof(double))
                     i0 = i1
-                    if stop[0]:
+                    if stop.stop:
                         break
                     PyErr_CheckSignals()    # raises KeyboardInterrupt (main thread)
             finally:
