@@ -185,6 +185,43 @@ def test_reset_inside_a_sweep_is_refused_and_the_gradient_is_right():
     assert len(tape) == 0
 
 
+def test_reset_inside_a_second_order_sweep_is_refused():
+    # the tangent and Hessian-vector sweeps (fastad._second) hold the tape too
+    from fastad import _second
+    tape = fd.Tape()
+    with tape:
+        x = tape.variable(0.7)
+        y = fd.sin(x) * x
+    base = _second._test_push_block(tape, [1.0])
+    outcomes = []
+
+    def hook():
+        try:
+            tape.reset()
+            outcomes.append("done")
+        except fd.TapeError as e:
+            assert "sweep" in str(e)
+            outcomes.append("refused")
+
+    class Record(_CallbackRecord):
+        def tangent(self, val, tan):
+            hook()
+
+        def hvp(self, val, tan, adj, adj_dot):
+            hook()
+
+    tape.records.append(Record(base, 1, hook))
+    with tape:
+        z = y * 3.0
+    xs, zs = _second.var_slots(x), _second.var_slots(z)
+    _second.tangent_sweep(tape, xs, zs, np.ones((1, 1)))
+    g, hv = _second.hvp_sweep(tape, xs, int(zs[0]), np.ones((1, 1)))
+    assert outcomes == ["refused"] * 4     # tangent; tangent, hvp and backward
+    assert g[0] == 3.0 * (np.cos(0.7) * 0.7 + np.sin(0.7))
+    assert hv[0, 0] == pytest.approx(3.0 * (2.0 * np.cos(0.7) - 0.7 * np.sin(0.7)),
+                                     rel=1e-14)
+
+
 def test_reset_while_other_threads_take_gradients_is_right_or_a_tape_error():
     # Before: about 5 in every 100 gradients here were wrong (no error): another
     # thread reset the tape while a sweep was inside one of its array records.
