@@ -327,6 +327,10 @@ CTRL_C_CHILD = '''
     def with_records(x):
         return fd.sum(fd.tanh(fd.matmul(np.ones((300, 300)) / 300, x)) * x)
 
+    # Python turns SIGINT into KeyboardInterrupt only if it was not ignored when
+    # the interpreter started (a background job of a non-interactive shell ignores
+    # it): install the handler explicitly
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     f = with_records if RECORDS else chain
     n = 300 if RECORDS else 2
     tf = fd.trace(f, np.linspace(0.1, 0.2, n))
@@ -422,6 +426,8 @@ RSS_CHILD = '''
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+@pytest.mark.skipif(bool(os.environ.get("FASTAD_SANITIZED")),
+                    reason="ASan keeps freed memory in its quarantine")
 def test_scratch_tape_memory_goes_back_after_a_peak():
     # Before: one 2 * 10**7-operation fd.grad left 1 GB of RSS held for ever.
     out = run_child(RSS_CHILD)
