@@ -18,6 +18,7 @@ from fastad._math import clip, where, logsumexp
 from fastad._array_math import softmax, log_softmax   # also registers array records
 from fastad import _numpy_dispatch                      # np.sin(x), np.sum(x), ... on Vars
 from fastad._functional import grad, value_and_grad, check_grad, debug_nans
+from fastad._functional import release_memory
 from fastad._dual import Dual
 from fastad._forward import jvp, vjp, jacobian, hessian, hvp, derivative
 from fastad import optim, nn
@@ -41,7 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape", "Var",
-    "grad", "value_and_grad", "check_grad", "debug_nans",
+    "grad", "value_and_grad", "check_grad", "debug_nans", "release_memory",
     "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "derivative",
     "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh",
     "tanh", "arcsinh", "arccosh", "arctanh", "exp", "exp2", "expm1", "log", "log2",

@@ -29,9 +29,26 @@ def _scratch_tape():
         with tape:
             yield tape
     finally:
-        tape.reset()
+        tape._recycle()       # reset, and shrink after a peak far above this call
         if len(idle) < 4:
             idle.append(tape)
+
+
+def release_memory():
+    """Free the memory fastad keeps in the calling thread for reuse between calls:
+    the scratch tapes of fd.grad / fd.hessian / fd.trace and the work buffers of
+    second-order sweeps.  The next call allocates afresh.  (A scratch tape also
+    shrinks by itself after a call that used far less than a past peak.)"""
+    from fastad._tape import _trim_heap
+    idle = getattr(_pool, "idle", None)
+    if idle:
+        idle.clear()
+    try:
+        from fastad import _second
+        _second._release_buffers()
+    except ImportError:  # pragma: no cover - part of the normal build
+        pass
+    _trim_heap()
 
 
 def _normalize_argnums(argnums, nargs, fname):

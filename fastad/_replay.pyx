@@ -14,7 +14,12 @@
 # Single calls replay into the tape's own arrays (so the tangent and second-order
 # sweeps of fastad/_second can run right after on a current tape).  Batches give
 # each thread its own val/da/db/adjoint buffers and run whole rows without the GIL.
+#
+# A Replay owns its tape and freezes it (Tape.freeze): nothing can record on it,
+# grow (realloc) its arrays or reset it, so the pointers below stay valid.  They
+# are still re-read from the tape at every call, under the lock.
 cimport cython
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.string cimport memset, memcpy
 from libc.math cimport isnan, trunc
@@ -36,6 +41,11 @@ cnp.import_array()
 # Replays and sweeps shorter than this keep the GIL: releasing and re-taking it
 # costs about as much as sweeping this many slots.
 cdef Py_ssize_t NOGIL_SLOTS = 4000
+
+# A batch thread replays about this many slots (a few ms) between two looks at its
+# stop flag and, in the main thread, at pending signals: Ctrl-C then stops a long
+# grad_batch within milliseconds instead of when the batch ends.
+cdef Py_ssize_t BLOCK_SLOTS = 1 << 20
 
 # Compact guard kinds.  0..5 are the comparison opcodes of Python's rich compare
 # (<, <=, ==, !=, >, >=): the recorded outcome must repeat.  A value that escaped
@@ -179,6 +189,13 @@ cdef Py_ssize_t run_row(const Prog *p, const double *x, const double *prm,
     return -1
 
 
+@cython.final
+cdef class _Stop:
+    """Set by the calling thread of a batch (Ctrl-C, an error) to stop its workers
+    at their next block; read with the GIL held."""
+    cdef bint stop
+
+
 cdef int _alloc(void **p, Py_ssize_t count, size_t itemsize) except -1:
     p[0] = PyMem_Malloc(<size_t>max(count, 1) * itemsize)
     if p[0] == NULL:
@@ -228,14 +245,20 @@ cdef class Replay:
             compact = compact_guards(tape, self.guards)
         kind, ga, gb, gc, go, src, elem = compact
         self._set_guards(kind, ga, gb, gc, go, src, elem)
-        self.prog.op = tape.op
-        self.prog.a = tape.arg_a
-        self.prog.b = tape.arg_b
+        tape.freeze()             # may move the arrays (shrinks them): bind after
+        self._bind()
         self.prog.n = tape.n
         self.prog.first = 1 + n_in + n_param
         self.prog.n_in = n_in
         self.prog.n_param = n_param
         self.prog.out = out_slot
+
+    cdef inline void _bind(self) noexcept:
+        """Point the program at the tape's arrays (called under self.lock)."""
+        cdef Tape t = self.tape
+        self.prog.op = t.op
+        self.prog.a = t.arg_a
+        self.prog.b = t.arg_b
 
     cdef _set_guards(self, kind, a, b, c, out, src, elem):
         self.g_kind = np.ascontiguousarray(kind, dtype=np.uint8)
@@ -312,6 +335,7 @@ cdef class Replay:
             grad = cnp.PyArray_EMPTY(1, dims, cnp.NPY_DOUBLE, 0)
             gp = <double *>cnp.PyArray_DATA(grad)
         with self.lock:
+            self._bind()
             if want_grad:
                 adj = t.acquire_adjoints(t.n)
             try:
@@ -335,6 +359,7 @@ cdef class Replay:
                              % (self.n_in, self.n_param, x.shape[0], prm.shape[0]))
         cdef Py_ssize_t g
         with self.lock:
+            self._bind()
             if self.has_records:
                 g = self._run_with_records(&x[0] if self.n_in else NULL,
                                            &prm[0] if self.n_param else NULL, NULL, NULL)
@@ -383,7 +408,7 @@ cdef class Replay:
             top = max(self.out_slot, self.n_in)
             memset(adj, 0, (top + 1) * sizeof(double))
             adj[self.out_slot] = 1.0
-            t.reverse(adj, self.out_slot, 1)
+            t.reverse(adj, t.n, self.out_slot, 1)
             memcpy(gp, adj + 1, self.n_in * sizeof(double))
         else:
             memset(gp, 0, self.n_in * sizeof(double))
@@ -433,6 +458,7 @@ cdef class Replay:
         if self.has_records:
             # records' forward/backward are Python: run rows one by one, in order
             for i in range(m):
+                PyErr_CheckSignals()      # Ctrl-C between rows
                 g, v, gr = self.run(X[i], prm, want_grad)
                 status[i] = g
                 if g < 0:
@@ -444,29 +470,43 @@ cdef class Replay:
         bounds = [m * k // threads for k in range(threads + 1)]
         workers = []
         errors = []
-        for k in range(1, threads):
-            th = threading.Thread(target=self._chunk_guarded,
-                                  args=(X, prm, values, grads, status,
-                                        bounds[k], bounds[k + 1], errors))
-            th.start()
-            workers.append(th)
-        self._chunk(X, prm, values, grads, status, bounds[0], bounds[1])
-        for th in workers:
-            th.join()
+        cdef _Stop stop = _Stop()
+        self._bind()       # the frozen tape's pointers: the value run() also writes
+        try:
+            for k in range(1, threads):
+                th = threading.Thread(target=self._chunk_guarded,
+                                      args=(X, prm, values, grads, status,
+                                            bounds[k], bounds[k + 1], stop, errors))
+                th.start()
+                workers.append(th)
+            # this thread's share checks for signals between blocks; join() is
+            # interruptible too, so Ctrl-C lands here whichever part is running
+            self._chunk(X, prm, values, grads, status, bounds[0], bounds[1], stop)
+            for th in workers:
+                th.join()
+        except BaseException:
+            stop.stop = True
+            for th in workers:
+                th.join()
+            raise
         if errors:
             raise errors[0]
         return values, grads, status
 
-    def _chunk_guarded(self, X, prm, values, grads, status, lo, hi, errors):
+    def _chunk_guarded(self, X, prm, values, grads, status, lo, hi, _Stop stop, errors):
         try:
-            self._chunk(X, prm, values, grads, status, lo, hi)
+            self._chunk(X, prm, values, grads, status, lo, hi, stop)
         except BaseException as e:   # reported to the calling thread
+            stop.stop = True
             errors.append(e)
 
     def _chunk(self, double[:, ::1] X, double[::1] prm, values, grads,
-               long long[::1] status, Py_ssize_t lo, Py_ssize_t hi):
+               long long[::1] status, Py_ssize_t lo, Py_ssize_t hi, _Stop stop):
+        """Rows lo .. hi-1 on this thread's own buffers, BLOCK_SLOTS of work at a
+        time without the GIL; between blocks, quit when stop is set or on a signal."""
         cdef Tape t = self.tape
         cdef Py_ssize_t n = t.n, i, g, osz = self.out_size, out = self.out_slot
+        cdef Py_ssize_t i0, i1, step = max(1, BLOCK_SLOTS // max(n, 1))
         cdef double *val = NULL
         cdef double *da = NULL
         cdef double *db = NULL
@@ -484,22 +524,31 @@ cdef class Replay:
             _alloc(<void **>&da, n, sizeof(double))
             _alloc(<void **>&db, n, sizeof(double))
             _alloc(<void **>&adj, n, sizeof(double))
-            # constants live in val (FAD_CONST leaves) and db (constant operands)
-            memcpy(val, t.val, n * sizeof(double))
-            memcpy(db, t.db, n * sizeof(double))
-            memcpy(da, t.da, n * sizeof(double))
+            # constants live in val (FAD_CONST leaves) and db (constant operands);
+            # copied under the lock, so never half-way through another call's replay
+            with self.lock:
+                memcpy(val, t.val, n * sizeof(double))
+                memcpy(db, t.db, n * sizeof(double))
+                memcpy(da, t.da, n * sizeof(double))
             t.sweeping += 1
             try:
-                with nogil:
-                    for i in range(lo, hi):
-                        gi = gp + i * n_in if gp != NULL else NULL
-                        g = run_row(&self.prog, &X[i, 0] if n_in else NULL, pp,
-                                    val, da, db, adj, gi)
-                        status[i] = g
-                        if g >= 0:
-                            continue
-                        if out >= 0:
-                            memcpy(vp + i * osz, val + out, osz * sizeof(double))
+                i0 = lo
+                while i0 < hi:
+                    i1 = min(hi, i0 + step)
+                    with nogil:
+                        for i in range(i0, i1):
+                            gi = gp + i * n_in if gp != NULL else NULL
+                            g = run_row(&self.prog, &X[i, 0] if n_in else NULL, pp,
+                                        val, da, db, adj, gi)
+                            status[i] = g
+                            if g >= 0:
+                                continue
+                            if out >= 0:
+                                memcpy(vp + i * osz, val + out, osz * sizeof(double))
+                    i0 = i1
+                    if stop.stop:
+                        break
+                    PyErr_CheckSignals()    # raises KeyboardInterrupt (main thread)
             finally:
                 t.sweeping -= 1
         finally:

@@ -330,15 +330,36 @@ cdef object _zeros(str tag, tuple shape):
     if store is None:
         store = _buffers.store = {}
     buf = store.get(tag)
-    if buf is None or buf.size < need:
+    # reallocated when too small, and when a past peak (over 16 MB) is 8x this need
+    if buf is None or buf.size < need or (buf.size > (1 << 21) and buf.size > 8 * need):
         buf = store[tag] = np.empty(max(need, 1))
     out = buf[:need].reshape(shape)
     out.fill(0.0)
     return out
 
 
+def _release_buffers():
+    """Drop this thread's work buffers (fd.release_memory)."""
+    _buffers.store = {}
+
+
 # ----------------------------------------------------------------------------------
 # Entry points (fastad._forward, and fastad._trace after a replay)
+
+def _holds_tape(fn):
+    """Hold tape.sweeping for the whole sweep (records' kernels run Python in
+    between C stretches): meanwhile reset() and any growth of the tape raise
+    TapeError instead of moving the arrays under the sweep."""
+    def wrapped(Tape tape, *args, **kwargs):
+        tape.sweeping += 1
+        try:
+            return fn(tape, *args, **kwargs)
+        finally:
+            tape.sweeping -= 1
+    wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
 
 def var_slots(Var v):
     """The tape slots of Var v's elements (flat, int64): [slot, slot + size)."""
@@ -363,6 +384,7 @@ cdef object _directions(object directions, Py_ssize_t m, str what):
     return d
 
 
+@_holds_tape
 def tangent_sweep(Tape tape, in_slots, out_slots, directions, str fname="jvp"):
     """Forward mode: tangents of `out_slots` for k directions on `in_slots`.
 
@@ -381,6 +403,7 @@ def tangent_sweep(Tape tape, in_slots, out_slots, directions, str fname="jvp"):
     return np.ascontiguousarray(tan[outs, :].T)
 
 
+@_holds_tape
 def reverse_sweep(Tape tape, out_slots, in_slots, cotangents, str fname="vjp"):
     """Reverse mode: cotangents[j] @ J for each row j (shape (k, len(out_slots)));
     returns (k, len(in_slots))."""
@@ -397,11 +420,12 @@ def reverse_sweep(Tape tape, out_slots, in_slots, cotangents, str fname="vjp"):
     for j in range(k):
         adj[:hi + 1] = 0.0
         np.add.at(adj, outs, c[j])
-        tape.reverse(&av[0], hi, lo)
+        tape.reverse(&av[0], tape.n, hi, lo)
         res[j] = adj[ins]
     return res
 
 
+@_holds_tape
 def hvp_sweep(Tape tape, in_slots, Py_ssize_t out_slot, directions, str fname="hvp"):
     """Hessian-vector products of the scalar slot `out_slot` w.r.t. `in_slots`.
 
@@ -445,6 +469,7 @@ def hvp_sweep(Tape tape, in_slots, Py_ssize_t out_slot, directions, str fname="h
     return g, hv
 
 
+@_holds_tape
 def hessian_sweep(Tape tape, in_slots, Py_ssize_t out_slot, block=None,
                   str fname="hessian"):
     """Dense Hessian (m, m) and gradient (m,) of the scalar slot `out_slot`,
@@ -477,6 +502,7 @@ def hessian_sweep(Tape tape, in_slots, Py_ssize_t out_slot, block=None,
     return grad, H
 
 
+@_holds_tape
 def jacobian_forward(Tape tape, in_slots, out_slots, block=None, str fname="jacobian"):
     """Jacobian (len(out_slots), len(in_slots)) by tangent sweeps of unit
     directions, `block` per pass."""

@@ -1,6 +1,6 @@
 # Declarations of the tape and its node type, for Cython modules that cimport them
 # (the replay and second-order sweeps).
-from libc.stdint cimport uint8_t, int32_t, uint32_t
+from libc.stdint cimport uint8_t, int32_t, uint64_t
 
 cdef extern from "fastad_ops.h" nogil:
     enum:
@@ -36,9 +36,12 @@ cdef class Tape:
     cdef double *adj          # adjoint buffer, reused between gradient calls
     cdef Py_ssize_t adj_cap   # doubles allocated in adj
     cdef bint adj_busy        # adj is in use by a sweep (another thread's)
-    cdef int sweeping         # sweeps running without the GIL: no realloc meanwhile
+    cdef int sweeping         # sweeps reading the tape now: no reset or realloc
+    cdef bint frozen          # owned by a replay (fd.trace): never grown or reset
 
-    cdef readonly uint32_t generation  # bumped by reset(); Vars compare theirs
+    # bumped by reset(); Vars compare theirs.  64 bits: a 32-bit counter wrapped
+    # after 2**32 resets and let a stale Var through.
+    cdef readonly uint64_t generation
     cdef public list records  # array ops: objects with base, size, backward()
     cdef public list guards   # comparisons and escapes of values into Python
     cdef public object spans  # None, or array('q') of (first, end, name code):
@@ -47,19 +50,23 @@ cdef class Tape:
     cdef object __weakref__
 
     cdef int reserve(self, Py_ssize_t extra) except -1
+    cdef int freeze(self) except -1
+    cdef void shrink_to(self, Py_ssize_t slots) noexcept
     cdef Py_ssize_t push(self, uint8_t op, int32_t a, int32_t b,
                          double v, double pa, double pb) except -1
     cdef int check_var(self, Var v) except -1
+    cdef object _gradient(self, Var tv, sources)
     cdef double *acquire_adjoints(self, Py_ssize_t size) except NULL
     cdef void release_adjoints(self, double *buf) noexcept
-    cdef int reverse(self, double *adj, Py_ssize_t hi, Py_ssize_t lo) except -1
+    cdef int reverse(self, double *adj, Py_ssize_t adj_len, Py_ssize_t hi,
+                     Py_ssize_t lo) except -1
     cdef void _sweep_range(self, double *adj, Py_ssize_t hi, Py_ssize_t lo) noexcept
 
 
 cdef class Var:
     cdef readonly Tape tape
     cdef Py_ssize_t slot      # scalar: its slot; array: the first slot of its block
-    cdef uint32_t gen         # tape generation at creation
+    cdef uint64_t gen         # tape generation at creation
     cdef double v             # scalar value (cached: valid even after a reset)
     cdef object shape_        # None for a scalar, else the array's shape tuple
     cdef object aval          # array value (read-only ndarray), None for a scalar

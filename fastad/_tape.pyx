@@ -13,7 +13,7 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.object cimport PyObject, PyTypeObject
 from libc.string cimport memset, memcpy
 from libc.math cimport isnan, NAN
-from libc.stdint cimport uint8_t, int32_t, uint32_t, INT32_MAX
+from libc.stdint cimport uint8_t, int32_t, uint64_t, INT32_MAX
 
 import sys
 import threading
@@ -26,6 +26,22 @@ from fastad._errors import TapeError
 cnp.import_array()
 
 include "_ops.pxi"
+
+cdef extern from *:
+    """
+    /* Memory given back by a tape (free, or realloc down) often stays in the C
+       heap: glibc keeps freed blocks below its dynamic mmap threshold (up to 32 MB)
+       in the heap, which is only trimmed from the top.  malloc_trim returns every
+       free page to the system; elsewhere this is a no-op. */
+    #if defined(__GLIBC__)
+    #include <malloc.h>
+    static void fad_trim_heap(void) { malloc_trim(0); }
+    #else
+    static void fad_trim_heap(void) { }
+    #endif
+    """
+    void fad_trim_heap() nogil
+
 
 cdef extern from "Python.h":
     # just the field of PyTypeObject needed to hide Var.__new__ (see below Var)
@@ -46,6 +62,20 @@ SLOT_BYTES = sizeof(uint8_t) + 2 * sizeof(int32_t) + 3 * sizeof(double)
 # Sweeps longer than this release the GIL; shorter ones finish faster than the
 # release/re-acquire costs.
 cdef Py_ssize_t NOGIL_THRESHOLD = 20000
+
+# The messages of the two ways a tape refuses to change under its readers.
+_FROZEN = ("this tape belongs to a traced function (fd.trace) and is read-only: "
+           "recording on it or resetting it would break the trace; record on a new "
+           "fd.Tape()")
+_SWEEPING = ("cannot %s this tape while a gradient sweep is reading it (in another "
+             "thread, or in an array operation's backward); wait for the sweep to "
+             "finish or use another tape")
+
+# Scratch tapes (the per-thread pool behind fd.grad, fastad._functional) keep their
+# memory between calls, but not a peak's: a call that used under 1/8 of a capacity
+# above SCRATCH_KEEP_SLOTS (~11 MB of slots) shrinks the tape to 4x its use.  Small
+# tapes are never touched, so the common small call does no allocator work.
+cdef Py_ssize_t SCRATCH_KEEP_SLOTS = 1 << 18
 
 # Set by fd.debug_nans(): every recorded op checks for a fresh NaN.
 cdef bint _debug_nans = False
@@ -126,6 +156,13 @@ cdef void sweep_scalar(const int32_t *a, const int32_t *b, const double *da,
             adj[b[i]] += db[i] * g
 
 
+def _trim_heap():
+    """Return the C heap's free pages to the system (glibc; else nothing): after a
+    big tape was freed or shrunk, and by fd.release_memory()."""
+    with nogil:
+        fad_trim_heap()
+
+
 # ----------------------------------------------------------------------------------
 # The tape
 
@@ -151,6 +188,7 @@ cdef class Tape:
         self.adj_cap = 0
         self.adj_busy = False
         self.sweeping = 0
+        self.frozen = False
         self.generation = 1
         self.records = []
         self.guards = []
@@ -173,10 +211,14 @@ cdef class Tape:
         cdef Py_ssize_t need = self.n + extra
         if need <= self.cap:
             return 0
+        # A frozen tape has cap == n, so every push lands here and is refused; a
+        # sweep in progress holds pointers into the arrays that a realloc would free.
+        if self.frozen:
+            raise TapeError(_FROZEN)
+        if self.sweeping:
+            raise TapeError(_SWEEPING % "grow (record more on)")
         if need > INT32_MAX:
             raise MemoryError("fastad: a tape holds at most 2**31 - 1 operations")
-        if self.sweeping:
-            raise TapeError("cannot record on a tape while another thread sweeps it")
         cdef Py_ssize_t new_cap = max(self.cap * 2, need, 256)
         if new_cap > INT32_MAX:
             new_cap = INT32_MAX
@@ -190,6 +232,47 @@ cdef class Tape:
         _grow(<void **>&self.db, new_cap, sizeof(double))
         self.cap = new_cap
         return 0
+
+    cdef int freeze(self) except -1:
+        """Make the tape read-only for good: a replay (fastad._replay) keeps
+        pointers into its arrays and its slot layout.  The arrays shrink to the
+        slots in use, so cap == n and any push goes through reserve(), which
+        refuses; reset() and __enter__ refuse too."""
+        if self.frozen:
+            return 0
+        if self.sweeping:
+            raise TapeError(_SWEEPING % "freeze")
+        self.shrink_to(self.n)
+        self.frozen = True
+        return 0
+
+    cdef void shrink_to(self, Py_ssize_t slots) noexcept:
+        """Give back the capacity above `slots` (>= n).  A realloc that fails
+        leaves that array at its old, larger size: still valid for cap slots."""
+        if slots < self.n:
+            slots = self.n
+        if slots >= self.cap or self.sweeping:
+            return
+        cdef void *q
+        q = PyMem_Realloc(self.op, <size_t>slots * sizeof(uint8_t))
+        if q != NULL:
+            self.op = <uint8_t *>q
+        q = PyMem_Realloc(self.arg_a, <size_t>slots * sizeof(int32_t))
+        if q != NULL:
+            self.arg_a = <int32_t *>q
+        q = PyMem_Realloc(self.arg_b, <size_t>slots * sizeof(int32_t))
+        if q != NULL:
+            self.arg_b = <int32_t *>q
+        q = PyMem_Realloc(self.val, <size_t>slots * sizeof(double))
+        if q != NULL:
+            self.val = <double *>q
+        q = PyMem_Realloc(self.da, <size_t>slots * sizeof(double))
+        if q != NULL:
+            self.da = <double *>q
+        q = PyMem_Realloc(self.db, <size_t>slots * sizeof(double))
+        if q != NULL:
+            self.db = <double *>q
+        self.cap = slots
 
     cdef inline Py_ssize_t push(self, uint8_t op, int32_t a, int32_t b,
                                 double v, double pa, double pb) except -1:
@@ -236,50 +319,59 @@ cdef class Tape:
         else:
             PyMem_Free(buf)
 
-    cdef int reverse(self, double *adj, Py_ssize_t hi, Py_ssize_t lo) except -1:
-        """Propagate adjoints from slot hi down to slot lo (inclusive).
+    cdef int reverse(self, double *adj, Py_ssize_t adj_len, Py_ssize_t hi,
+                     Py_ssize_t lo) except -1:
+        """Propagate adjoints from slot hi down to slot lo (inclusive); adj holds
+        adj_len doubles (every slot up to the end of the record containing hi).
 
         The scalar stretches run in C (without the GIL when long); an array record
-        in between hands its block's adjoint to its NumPy kernel.
+        in between hands its block's adjoint to its NumPy kernel.  The whole sweep
+        holds self.sweeping: records' kernels run Python, where another thread (or
+        the kernel itself) could otherwise reset the tape or grow it under us.
         """
         cdef Py_ssize_t k, base, end
         cdef object adjview = None
-        records = self.records
-        k = len(records) - 1
-        while hi >= lo:
-            # the highest record that starts at or below hi
-            while k >= 0 and (<object>records[k]).base > hi:
+        self.sweeping += 1
+        try:
+            records = self.records
+            k = len(records) - 1
+            while hi >= lo:
+                # the highest record that starts at or below hi
+                while k >= 0 and (<object>records[k]).base > hi:
+                    k -= 1
+                if k >= 0:
+                    rec = records[k]
+                    base = rec.base
+                    end = base + rec.size
+                else:
+                    base = end = 0
+                if end <= lo or k < 0:
+                    self._sweep_range(adj, hi, lo)
+                    return 0
+                if hi >= end:
+                    self._sweep_range(adj, hi, end)
+                if adjview is None:
+                    adjview = np.asarray(<double[:adj_len]>adj)
+                rec.backward(adjview)
+                hi = base - 1
                 k -= 1
-            if k >= 0:
-                rec = records[k]
-                base = rec.base
-                end = base + rec.size
-            else:
-                base = end = 0
-            if end <= lo or k < 0:
-                self._sweep_range(adj, hi, lo)
-                return 0
-            if hi >= end:
-                self._sweep_range(adj, hi, end)
-            if adjview is None:
-                adjview = np.asarray(<double[:self.n]>adj)
-            rec.backward(adjview)
-            hi = base - 1
-            k -= 1
-        return 0
+            return 0
+        finally:
+            self.sweeping -= 1
 
     cdef void _sweep_range(self, double *adj, Py_ssize_t hi, Py_ssize_t lo) noexcept:
+        # reverse() holds self.sweeping, so the arrays stay put without the GIL
         if hi - lo < NOGIL_THRESHOLD:
             sweep_scalar(self.arg_a, self.arg_b, self.da, self.db, adj, hi, lo)
             return
-        self.sweeping += 1
         with nogil:
             sweep_scalar(self.arg_a, self.arg_b, self.da, self.db, adj, hi, lo)
-        self.sweeping -= 1
 
     # -- the Python API ------------------------------------------------------------
 
     def __enter__(self):
+        if self.frozen:
+            raise TapeError(_FROZEN)
         _tape_stack().append(self)
         return self
 
@@ -293,8 +385,6 @@ cdef class Tape:
 
     def variable(self, value):
         """A new leaf Var holding `value` (a number or an array of numbers)."""
-        if self.sweeping:
-            raise TapeError("cannot record on a tape while another thread sweeps it")
         cdef double x
         t = type(value)
         if t is float:
@@ -313,9 +403,15 @@ cdef class Tape:
         return v
 
     def reset(self):
-        """Forget every recorded operation, keep the memory; old Vars become invalid."""
+        """Forget every recorded operation, keep the memory; old Vars become invalid.
+
+        Raises TapeError on the tape of a traced function, and while a gradient
+        sweep is reading the tape (another thread's tape.gradient).
+        """
+        if self.frozen:
+            raise TapeError(_FROZEN)
         if self.sweeping:
-            raise TapeError("cannot reset a tape while another thread sweeps it")
+            raise TapeError(_SWEEPING % "reset")
         self.generation += 1
         self.n = 1
         self.records = []
@@ -323,6 +419,24 @@ cdef class Tape:
         self.spans = None
         if self.dtypes:
             self.dtypes = {}
+
+    def _recycle(self):
+        """reset() for a scratch tape going back to its pool: also gives back the
+        memory of a past peak when this call used far less (SCRATCH_KEEP_SLOTS)."""
+        cdef Py_ssize_t used = self.n
+        cdef bint freed = False
+        self.reset()
+        if self.cap > SCRATCH_KEEP_SLOTS and used * 8 < self.cap:
+            self.shrink_to(max(4 * used, 4096))
+            freed = True
+        if self.adj_cap > SCRATCH_KEEP_SLOTS and used * 8 < self.adj_cap \
+                and not self.adj_busy:
+            PyMem_Free(self.adj)      # acquire_adjoints grows it again on demand
+            self.adj = NULL
+            self.adj_cap = 0
+            freed = True
+        if freed:
+            _trim_heap()
 
     def __len__(self):
         """Number of recorded operations (the sentinel slot is not counted)."""
@@ -340,11 +454,19 @@ cdef class Tape:
         same structure, a float for each scalar source and an ndarray of the source's
         shape for each array source.  Sources the target does not depend on get zeros.
         """
-        from fastad._pytree import tree_flatten, tree_unflatten
         if type(target) is not Var:
             raise TypeError("tape.gradient: target must be a Var, got %s"
                             % type(target).__name__)
-        cdef Var tv = <Var>target
+        # Held from before the Vars are checked until the adjoints are read: a
+        # reset() in between (another thread) would make the checks stale.
+        self.sweeping += 1
+        try:
+            return self._gradient(<Var>target, sources)
+        finally:
+            self.sweeping -= 1
+
+    cdef object _gradient(self, Var tv, sources):
+        from fastad._pytree import tree_flatten, tree_unflatten
         self.check_var(tv)
         if tv.shape_ is not None:
             raise ValueError("tape.gradient: target must be a scalar Var, got shape %s "
@@ -379,7 +501,7 @@ cdef class Tape:
         try:
             memset(adj, 0, top * sizeof(double))
             adj[tv.slot] = 1.0
-            self.reverse(adj, tv.slot, lo)
+            self.reverse(adj, top, tv.slot, lo)
             for leaf in leaves:
                 results.append(_read_adjoint(adj, <Var>leaf, tv.slot))
         finally:
@@ -1896,3 +2018,8 @@ def _test_eval(int op, double x, double y):
 
 def _test_slot(Var v):
     return v.slot
+
+
+def _test_set_generation(Tape t, uint64_t generation):
+    """Set t's generation counter (to test behaviour after ~2**32 resets)."""
+    t.generation = generation

@@ -235,9 +235,10 @@ class TracedFunction:
     # -- what issue 4's sweeps (and tools) need -----------------------------------
 
     @property
-    def tape(self):
+    def _tape(self):
         """The Tape of the most recently used path (its val/da/db reflect the last
-        replay)."""
+        replay).  Private: it is frozen (recording on it or resetting it raises
+        TapeError) and its contents are an implementation detail."""
         return self._paths[0].rp.tape
 
     @property

@@ -25,6 +25,12 @@ try block; a program passes when
 Findings go to stdout (and --out, JSON lines); the summary reports programs and
 operations (statements executed) fuzzed.  Fixed findings live on as tests in
 tests/test_fuzz_regressions.py.
+
+Which fastad is fuzzed: this checkout's, when its extensions are built (a
+development tree after `python setup.py build_ext --inplace`); otherwise the
+installed one (`pip install .`), with the checkout kept off the workers' path --
+a fresh clone's unbuilt fastad/ would otherwise shadow it.  The summary names the
+package fuzzed; with neither, the script says so and exits with status 2.
 """
 import argparse
 import json
@@ -33,6 +39,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -353,6 +360,38 @@ def program_for(pid):
     return misuse_program(rng, rng.randint(5, 40))
 
 
+def _without_root(path_list):
+    """PYTHONPATH entries other than this checkout."""
+    root = os.path.realpath(ROOT)
+    return [p for p in path_list if p and os.path.realpath(p) != root]
+
+
+def find_fastad():
+    """(env, cwd, fastad's path) under which workers import a built fastad, or
+    (None, None, why) when none can be imported.
+
+    Workers run as `python tools/fuzz.py --worker`, so their sys.path is tools/,
+    PYTHONPATH and site-packages; the probe runs the same way, from a directory
+    outside the checkout (python -c would put the current directory first)."""
+    outside = tempfile.gettempdir()
+    base = _without_root(os.environ.get("PYTHONPATH", "").split(os.pathsep))
+    probe = [sys.executable, "-c", "import fastad, fastad._tape; print(fastad.__file__)"]
+    tries = [("this checkout", [ROOT] + base), ("the installed fastad", base)]
+    errors = []
+    for what, path in tries:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(path)
+        if not path:
+            del env["PYTHONPATH"]
+        proc = subprocess.run(probe, capture_output=True, text=True, env=env,
+                              cwd=outside, timeout=300)
+        if proc.returncode == 0:
+            return env, outside, proc.stdout.strip().splitlines()[-1]
+        last = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+        errors.append("%s: %s" % (what, last))
+    return None, None, "; ".join(errors)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=120.0, help="total fuzzing budget")
@@ -371,11 +410,17 @@ def main():
         print("\n".join(program_for(args.replay)))
         return 0
     seed = args.seed if args.seed is not None else int(time.time()) % 100000
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env, cwd, fastad_path = find_fastad()
+    if env is None:
+        print("fuzz.py: cannot import a built fastad (%s).\nBuild this checkout with "
+              "`python setup.py build_ext --inplace`, or install fastad with "
+              "`pip install .`, then run again." % fastad_path, file=sys.stderr)
+        return 2
+    print("fuzzing %s" % os.path.dirname(fastad_path))
+    sys.stdout.flush()
     # FloatingPointError must come from debug_nans only, never NumPy's own errstate
     totals = {"programs": 0, "statements": 0, "smooth_programs": 0, "crashes": 0,
-              "findings": 0, "workers": 0}
+              "worker_failures": 0, "findings": 0, "workers": 0}
     findings = []
     start = time.monotonic()
     chunk_seed = seed
@@ -386,17 +431,21 @@ def main():
             break
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--seed",
                str(chunk_seed), "--seconds", str(budget), "--progress", progress]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd,
                               timeout=budget + 300)
         totals["workers"] += 1
         if proc.returncode != 0:
-            totals["crashes"] += 1
+            # killed by a signal (negative status): the interpreter crashed; a
+            # positive status is the worker's own failure (a Python traceback)
+            crashed = proc.returncode < 0
+            totals["crashes" if crashed else "worker_failures"] += 1
             try:
                 with open(progress) as fh:
                     last = fh.read()
             except OSError:
                 last = "?"
-            findings.append({"kind": "crash", "returncode": proc.returncode,
+            findings.append({"kind": "crash" if crashed else "worker-failed",
+                             "returncode": proc.returncode,
                              "program": last, "stderr": proc.stderr[-3000:]})
         else:
             stats = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -407,6 +456,7 @@ def main():
     totals["findings"] = len(findings)
     totals["seconds"] = round(time.monotonic() - start, 1)
     totals["first_seed"] = seed
+    totals["fastad"] = os.path.dirname(fastad_path)
     for f in findings:
         print("FINDING", json.dumps(f)[:3000])
     if args.out:
