@@ -349,7 +349,7 @@ def test_wengert_nests_and_names_large_arrays_too():
 
 def test_a_traced_tape_keeps_the_names():
     tf = fd.trace(lambda x: fd.sum(fd.softmax(x) * x), np.array([0.5, -1.0, 2.0]))
-    names = [n for _, n, _, _ in _spans(tf.tape.wengert())]
+    names = [n for _, n, _, _ in _spans(tf._tape.wengert())]
     assert names[:2] == ["softmax", "max"] and names.count("sum") == 2
 
 
