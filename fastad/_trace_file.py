@@ -384,10 +384,22 @@ def load(path, primitives=None):
         raise TypeError("fd.load: path must be a str, bytes or os.PathLike, got %s"
                         % type(path).__name__) from None
     source = fspath if isinstance(fspath, str) else os.fsdecode(fspath)
-    with open(fspath, "rb") as fh:
-        st = os.fstat(fh.fileno())
+    # non-blocking open: opening a FIFO for reading would otherwise wait for a writer
+    # before fstat could tell that it is not a file
+    nonblock = getattr(os, "O_NONBLOCK", 0)
+    fd_ = os.open(fspath, os.O_RDONLY | nonblock | getattr(os, "O_BINARY", 0)
+                  | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd_)
         if not stat.S_ISREG(st.st_mode):
             raise TraceError("fd.load(%s): not a regular file" % source)
+        if nonblock:
+            os.set_blocking(fd_, True)
+        fh = os.fdopen(fd_, "rb", buffering=0)
+    except BaseException:
+        os.close(fd_)
+        raise
+    with fh:
         return _load(_FileReader(fh, st.st_size), source, names)
 
 
