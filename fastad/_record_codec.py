@@ -137,7 +137,8 @@ def decode(obj, n_slots, val, consts):
             if s + n > base:
                 raise Malformed("input %d (slots %d..%d) does not end before the "
                                 "record's block at %d" % (k, s, s + n - 1, base))
-            values.append(np.array(val[s:s + n]).reshape(shape))
+            # a view: the load-time replay replaces it with the record's own copy
+            values.append(val[s:s + n].reshape(shape))
         else:
             if type(inp[0]) is not int or inp[0] != -1:
                 raise Malformed("the slot of constant input %d must be -1" % k)

@@ -95,6 +95,10 @@ HEADER = struct.Struct("<8sII10Q")                     # the whole version-2 hea
 DIGEST_SIZE = 32
 # Slot arguments are int32: no tape has more slots (or guards) than this.
 MAX_SLOTS = 2**31 - 1
+# Input elements all the array records of one file may read together (each holds a
+# copy of its inputs during replay): 2 GiB of float64, or 64 per slot if more.
+MAX_RECORD_INPUTS = 2**28
+RECORD_INPUTS_PER_SLOT = 64
 # JSON nesting a valid file can have: three levels per pytree level (a dict is
 # {"dict": [keys, [children]]}) plus the few of the metadata object itself.
 JSON_MAX_DEPTH = 3 * HARD_DEPTH + 8
@@ -346,7 +350,7 @@ class _BytesReader:
         self.off = 0
 
     def read(self, n):
-        buf = bytearray(self.data[self.off:self.off + n])
+        buf = bytearray(memoryview(self.data)[self.off:self.off + n])
         self.off += n
         return buf
 
@@ -573,9 +577,10 @@ def _read_records(buf, n, val, consts, primitives):
     if type(objs) is not list:
         raise _Bad("the array records must be a JSON list")
     records = []
+    copied = 0
     for i, obj in enumerate(objs):
         try:
-            records.append(_record_codec.decode(obj, n, val, consts))
+            rec = _record_codec.decode(obj, n, val, consts)
         except _record_codec.UnknownKind as e:
             if e.kind in primitives:
                 raise _Bad("array record %d is the user-defined primitive %.60r, which "
@@ -586,4 +591,12 @@ def _read_records(buf, n, val, consts, primitives):
                        "fd.load(path, primitives=[...])" % (i, e.kind)) from None
         except _record_codec.Malformed as e:
             raise _Bad("array record %d: %s" % (i, e)) from None
+        records.append(rec)
+        copied += sum(_size([sh]) for s, sh in zip(rec.slots, rec.shapes) if s >= 0)
+    # Each record keeps a copy of its Var inputs while it replays: a small file whose
+    # records all read one large block would need memory far beyond its size.
+    limit = max(MAX_RECORD_INPUTS, RECORD_INPUTS_PER_SLOT * n)
+    if copied > limit:
+        raise _Bad("the array records read %d input elements in all, more than %d (each "
+                   "record holds a copy of its inputs while it replays)" % (copied, limit))
     return records

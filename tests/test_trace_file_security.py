@@ -797,3 +797,32 @@ def test_trace_file_fuzzer_runs_clean(tmp_path):
     tried = int(summary.split(" files")[0].rsplit(" ", 1)[1])
     assert tried >= 50, summary
     assert not os.listdir(tmp_path)
+
+
+def test_records_reading_one_block_many_times_are_refused():
+    # 3000 sums over one 10^5-element input: a 4 MB file whose replay would hold
+    # 2.4 GB of copies.  Built from a one-record trace by repeating its record.
+    m, reps = 10**5, 3000
+    tf = fd.trace(lambda x: fd.sum(x), np.ones(m))
+    counts, sections = split(tfile.dump_bytes(tf))
+    (rec,) = json.loads(sections["records"])
+    assert rec["kind"] == "reduce" and rec["base"] == m + 1 and counts["n"] == m + 2
+    recs = [dict(rec, base=m + 1 + k) for k in range(reps)]
+    n = m + 1 + reps
+    new = dict(sections)
+    for key, value in (("op", 3), ("a", 0), ("b", 0), ("val", 0.0), ("db", 0.0)):
+        dt = {"op": "<u1", "a": "<i4", "b": "<i4"}.get(key, "<f8")
+        arr = np.frombuffer(sections[key], dtype=dt)
+        new[key] = np.concatenate([arr, np.full(reps - 1, value, dtype=dt)]).tobytes()
+    new["records"] = json.dumps(recs).encode()
+    blob = join(dict(counts, n=n, out1=n), new)
+    with pytest.raises(fd.TraceError, match="input elements in all"):
+        tfile.load_bytes(blob)
+    # the same file with few enough repeats loads and replays
+    few = 5
+    small = dict(new, records=json.dumps(recs[:few]).encode())
+    for key in ("op", "a", "b", "val", "db"):
+        itemsize = {"op": 1, "a": 4, "b": 4}.get(key, 8)
+        small[key] = new[key][:(m + 1 + few) * itemsize]
+    t = tfile.load_bytes(join(dict(counts, n=m + 1 + few, out1=m + 1 + few), small))
+    assert t(np.full(m, 2.0)) == 2.0 * m
