@@ -19,6 +19,11 @@ array output.  Each candidate is one seed with one to three mutations:
     boundary values, values (val, db, params, consts) to NaN, inf, 1e308, 5e-324;
   * JSON edits of the metadata and of the array records: a node replaced by a
     boundary value, deleted, duplicated, wrapped or nested 10^5 deep, a key added;
+  * record edits that keep a record plausible, so that it gets past the reader's
+    checks and runs the kernels on layouts no recording produced: elementwise
+    inputs re-shaped to other broadcasting patterns (scalars, trailing blocks,
+    ones), another op of the same arity, other axes / keepdims, another reshape or
+    permutation, an input moved to other slots or turned into a constant;
   * the records of another seed spliced in.
 
 A worker subprocess loads candidates one after another, alternately through
@@ -242,7 +247,8 @@ def mutate(r, counts, sections, seeds):
     """One mutation of (counts, sections) in place; returns a short description, or
     ("blob", bytes) for mutations that are only expressible on the final bytes."""
     kind = r.choice(["count", "count", "resize", "element", "element", "element",
-                     "meta", "meta", "records", "records", "splice"])
+                     "meta", "meta", "records", "records", "splice", "semantic",
+                     "semantic", "semantic"])
     if kind == "count":
         name = r.choice(COUNT_NAMES)
         v = r.choice(INTS + [counts[name] + d for d in (-2, -1, 1, 2)])
@@ -289,11 +295,121 @@ def mutate(r, counts, sections, seeds):
             obj = json_edit(r, obj)
         sections[key] = dump_json(obj)
         return "json %s" % key, r.random() < 0.9
+    if kind == "semantic":
+        if not sections["records"]:
+            return "nothing", True
+        try:
+            recs = json.loads(sections["records"])
+            what = record_edit(r, recs, len(sections["consts"]) // 8)
+        except (ValueError, RecursionError, LookupError, TypeError, AttributeError):
+            return "nothing", True        # an earlier mutation left no records to edit
+        sections["records"] = dump_json(recs)
+        return "record %s" % what, True
     # splice the records (and constants) of another seed
     _, other = r.choice(seeds)
     oc, osec = split(other)
     sections["records"], sections["consts"] = osec["records"], osec["consts"]
     return "splice", True
+
+
+def factorizations(r, size):
+    """A random shape with `size` elements (ones sprinkled in)."""
+    dims, left = [], size
+    while left > 1 and len(dims) < 4:
+        divs = [d for d in range(2, left + 1) if left % d == 0]
+        d = r.choice(divs)
+        dims.append(d)
+        left //= d
+    if left > 1:
+        dims.append(left)
+    for _ in range(r.choice([0, 0, 1, 2])):
+        dims.insert(r.randrange(len(dims) + 1), 1)
+    r.shuffle(dims)
+    return dims
+
+
+def _prod(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def record_edit(r, recs, n_consts):
+    """Change one record into another *valid-looking* one (same block): other
+    broadcasting layouts, ops, axes, input slots.  These get past the reader's
+    checks and exercise the record kernels on shapes no recording produced."""
+    from fastad._tape import OP_INFO
+    rec = r.choice(recs)
+    kind, size, base = rec["kind"], rec["size"], rec["base"]
+
+    def var_input(shape):
+        n = _prod(shape)
+        return [r.randrange(1, max(2, base - n + 1)), shape] if base - n >= 1 else None
+
+    if kind == "elementwise":
+        arity = len(rec["inputs"])
+        if r.random() < 0.3:
+            rec["op"] = r.choice([nm for _, nm, a, _ in OP_INFO if a == arity])
+            return "elementwise op %s" % rec["op"]
+        out = factorizations(r, size)
+        ins = []
+        for _ in range(arity):
+            how = r.randrange(4)
+            if how == 0:
+                shape = list(out)
+            elif how == 1:
+                shape = out[r.randrange(len(out) + 1):] if out else []
+            elif how == 2:
+                shape = [d if r.random() < 0.5 else 1 for d in out]
+            else:
+                shape = []
+            if r.random() < 0.5 and n_consts >= _prod(shape):
+                ins.append([-1, shape, r.randrange(n_consts - _prod(shape) + 1)])
+            else:
+                inp = var_input(shape)
+                ins.append(inp if inp is not None else [-1, [], 0])
+        rec["inputs"], rec["out_shape"] = ins, out
+        return "elementwise layouts %s -> %s" % ([i[1] for i in ins], out)
+    if kind in ("reduce", "softmax"):
+        shape = rec["inputs"][0][1]
+        if r.random() < 0.5:
+            shape = factorizations(r, _prod(shape))
+            inp = var_input(shape)
+            if inp is None:
+                return "nothing"
+            rec["inputs"] = [inp]
+        nd = len(shape)
+        axes = sorted(r.sample(range(nd), r.randrange(nd + 1))) if nd else []
+        rec["axes"], rec["keepdims"] = axes, r.random() < 0.5
+        reduced = (kind == "reduce" or rec["op"] == "logsumexp")
+        if reduced:
+            out = [1 if i in axes else d for i, d in enumerate(shape)] if rec["keepdims"] \
+                else [d for i, d in enumerate(shape) if i not in axes]
+        else:
+            out = list(shape)
+        rec["out_shape"] = out        # size may now differ from the block: refused
+        return "%s axes %s of %s" % (rec["op"], axes, shape)
+    if kind == "layout":
+        shape = rec["inputs"][0][1]
+        if rec["op"] == "reshape":
+            rec["arg"] = rec["out_shape"] = factorizations(r, _prod(shape))
+        else:
+            perm = list(range(len(shape)))
+            r.shuffle(perm)
+            rec["arg"], rec["out_shape"] = perm, [shape[p] for p in perm]
+        return "layout %s" % rec["arg"]
+    # matmul / einsum: move a Var input elsewhere, or turn it into a constant
+    k = r.randrange(len(rec["inputs"]))
+    shape = rec["inputs"][k][1]
+    if r.random() < 0.5 and n_consts >= _prod(shape):
+        rec["inputs"][k] = [-1, shape, r.randrange(n_consts - _prod(shape) + 1)] + (
+            ["F"] if r.random() < 0.3 else [])
+    else:
+        inp = var_input(shape)
+        if inp is not None:
+            rec["inputs"][k] = inp
+    return "%s input %d moved" % (kind, k)
 
 
 def candidate(r, seeds):
