@@ -68,8 +68,9 @@ an attribute name.
 What a hostile file can do: describe any computation of the built-in operations
 (fd.load replays it once at the trace point, and each call replays it again), so it
 can cost CPU time and memory in proportion to what it describes -- the arrays it
-declares are allocated only when the file really holds them; an einsum's loop nest
-is capped at fastad._record_codec.EINSUM_MAX_WORK -- and it can give any numbers.
+declares are allocated only when the file really holds them, the records' inputs
+together are capped at MAX_RECORD_INPUTS elements (or 64 per slot), an einsum's
+loop nest at fastad._record_codec.EINSUM_MAX_WORK -- and it can give any numbers.
 What it cannot do: run code, import modules, read or write memory outside the
 trace's own arrays, or crash the interpreter.  The digest detects damage, not
 tampering: anyone can write a file with a valid digest.
