@@ -1,19 +1,37 @@
 """Nested list / tuple / dict containers ("pytrees"), flattened and rebuilt.
 
 A leaf is anything that is not a list, tuple or dict.  Dicts are walked in sorted key
-order (as JAX does) so that two dicts with the same keys flatten alike.
+order (as JAX does) so that two dicts with the same keys flatten alike, and rebuilt in
+the order the caller wrote their keys (f sees its dicts as they were passed).
+
+Pytrees nest up to MAX_DEPTH levels of containers everywhere.  fastad wraps
+arguments in a few containers of its own (the tuple of parameters, the list of
+argnums), so the hard limit is HARD_DEPTH = MAX_DEPTH + 4 levels: deeper trees (and
+self-containing lists) raise ValueError naming the limit.  The bound keeps every
+walk over a TreeDef (flatten, rebuild, ==, hash, the trace file's encoder and
+decoder) far inside Python's recursion limit and the C stack, whatever
+sys.setrecursionlimit says.
 """
+
+# Levels of lists / tuples / dicts a user's pytree may nest.
+MAX_DEPTH = 100
+# ... and the limit tree_flatten enforces, with room for fastad's own wrappers.
+HARD_DEPTH = MAX_DEPTH + 4
 
 
 class TreeDef:
     """The structure of a pytree without its leaves."""
 
-    __slots__ = ("kind", "meta", "children")
+    __slots__ = ("kind", "meta", "children", "order")
 
-    def __init__(self, kind, meta, children):
+    def __init__(self, kind, meta, children, order=None):
         self.kind = kind          # "leaf", "list", "tuple", "namedtuple" or "dict"
-        self.meta = meta          # dict keys, or the namedtuple class
+        self.meta = meta          # dict keys (sorted: the flatten order), or the
+                                  # namedtuple class
         self.children = children  # TreeDefs of the children
+        # a dict's keys in the caller's order when that is not the sorted one; two
+        # dicts with the same keys have equal TreeDefs whatever their order
+        self.order = order
 
     def __eq__(self, other):
         return (isinstance(other, TreeDef) and self.kind == other.kind
@@ -37,23 +55,39 @@ LEAF = TreeDef("leaf", None, ())
 
 
 def tree_flatten(tree):
-    """(list of leaves, TreeDef)."""
+    """(list of leaves, TreeDef).  ValueError if containers nest deeper than
+    HARD_DEPTH levels."""
     leaves = []
-    return leaves, _flatten(tree, leaves)
+    return leaves, _flatten(tree, leaves, 1)
 
 
-def _flatten(tree, leaves):
+def _too_deep():
+    return ValueError("the argument's lists, tuples and dicts nest too deep: a pytree "
+                      "may nest at most %d levels" % MAX_DEPTH)
+
+
+def _flatten(tree, leaves, depth):
     t = type(tree)
     if t is list or t is tuple:
         kind = "list" if t is list else "tuple"
     elif isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return TreeDef("namedtuple", t, tuple(_flatten(c, leaves) for c in tree))
+        if depth > HARD_DEPTH:
+            raise _too_deep()
+        return TreeDef("namedtuple", t, tuple(_flatten(c, leaves, depth + 1)
+                                             for c in tree))
     elif isinstance(tree, dict):
-        keys = sorted(tree, key=_key_order)
-        return TreeDef("dict", keys, tuple(_flatten(tree[k], leaves) for k in keys))
+        if depth > HARD_DEPTH:
+            raise _too_deep()
+        order = tuple(tree)
+        keys = sorted(order, key=_key_order)
+        return TreeDef("dict", keys, tuple(_flatten(tree[k], leaves, depth + 1)
+                                           for k in keys),
+                       None if order == tuple(keys) else order)
     else:
         leaves.append(tree)
         return LEAF
+    if depth > HARD_DEPTH:
+        raise _too_deep()
     # Lists of numbers are the common large case (10^4 coordinates): handle their
     # leaves inline instead of one recursive call each (4x faster).
     children = []
@@ -62,7 +96,7 @@ def _flatten(tree, leaves):
             leaves.append(c)
             children.append(LEAF)
         else:
-            children.append(_flatten(c, leaves))
+            children.append(_flatten(c, leaves, depth + 1))
     return TreeDef(kind, None, tuple(children))
 
 
@@ -87,7 +121,10 @@ def _unflatten(td, it):
         return tuple(children)
     if td.kind == "namedtuple":
         return td.meta(*children)
-    return dict(zip(td.meta, children))
+    d = dict(zip(td.meta, children))
+    if td.order is not None:
+        return {k: d[k] for k in td.order}
+    return d
 
 
 def tree_map(fn, tree, *rest):
