@@ -736,7 +736,7 @@ def test_every_record_kind_round_trips_bit_for_bit(case, tmp_path):
     f, op = KIND_FUNCS[case]
     x0, x = _R.normal(size=20), _R.normal(size=20)
     tf = fd.trace(f, x0)
-    assert op in {r.name for r in tf.tape.records}, [r.name for r in tf.tape.records]
+    assert op in {r.name for r in tf._tape.records}, [r.name for r in tf._tape.records]
     _check_round_trip(tf, x, tmp_path)
     same(tf.grad(x), fd.grad(f)(x))
 
@@ -745,7 +745,7 @@ def test_every_record_kind_is_covered():
     from fastad import _record_codec
     kinds = set()
     for f, _ in KIND_FUNCS.values():
-        kinds |= {type(r) for r in fd.trace(f, _V).tape.records}
+        kinds |= {type(r) for r in fd.trace(f, _V)._tape.records}
     assert kinds == {cls for cls, _, _ in _record_codec._KINDS.values()}
 
 
@@ -755,7 +755,7 @@ def test_round_trip_with_guards_params_and_dicts(tmp_path):
         return r if d["b"] > 0 else -r
     x0 = {"x": _R.normal(size=20), "w": _R.normal(size=(20, 20)), "b": 0.5}
     tf = fd.trace(f, x0, np.ones(20), np.array([1.0, 2.0]))
-    assert tf.n_guards and tf.tape.records
+    assert tf.n_guards and tf._tape.records
     p = tmp_path / "g.fdtrace"
     tf.save(p)
     for t in (fd.load(p), pickle.loads(pickle.dumps(tf))):
