@@ -375,7 +375,14 @@ def find_fastad():
     outside the checkout (python -c would put the current directory first)."""
     outside = tempfile.gettempdir()
     base = _without_root(os.environ.get("PYTHONPATH", "").split(os.pathsep))
-    probe = [sys.executable, "-c", "import fastad, fastad._tape; print(fastad.__file__)"]
+    # the package and its extension must come from the same directory: an editable
+    # install's finder would otherwise complete an unbuilt checkout's fastad/ with the
+    # installed extension modules, and the checkout would pass for built
+    probe = [sys.executable, "-c",
+             "import os, fastad, fastad._tape as t\n"
+             "d = os.path.dirname\n"
+             "assert d(t.__file__) == d(fastad.__file__), 'extensions not built here'\n"
+             "print(fastad.__file__)"]
     tries = [("this checkout", [ROOT] + base), ("the installed fastad", base)]
     errors = []
     for what, path in tries:
