@@ -26,6 +26,8 @@ root_doc = "index"
 exclude_patterns = ["_build", "design", "Thumbs.db", ".DS_Store"]
 
 myst_heading_anchors = 3
+# keep "--option" and quotes in code-like text as typed (no en dashes)
+smartquotes = False
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"          # signatures come from the code; no stubs needed

@@ -51,9 +51,22 @@ def page_blocks(doctree):
 def run_code_blocks(app, doctree):
     # the page's path, as tests/test_guide.py names it: tracebacks say "guide/x.md"
     page = os.path.relpath(app.env.doc2path(app.env.docname), app.env.srcdir)
-    for block, message in runblocks.run_page(page_blocks(doctree), page):
+    blocks = page_blocks(doctree)
+    for block in blocks:
+        COUNTS[block.kind] = COUNTS.get(block.kind, 0) + 1
+    for block, message in runblocks.run_page(blocks, page):
         logger.warning("code block failed: %s", message, location=block.where,
                        type="fastad", subtype="code-block")
+
+
+COUNTS = {}
+
+
+def report_counts(app, exception):
+    if exception is None:
+        logger.info("fastad_docs: ran %d python blocks and %d doctest blocks, "
+                    "checked %d output samples", COUNTS.get("python", 0),
+                    COUNTS.get("doctest", 0), COUNTS.get("text", 0))
 
 
 def check_words(app, doctree):
@@ -92,10 +105,19 @@ def check_docstring(app, what, name, obj, options, lines):
                        type="fastad", subtype="docstring")
 
 
+def strip_self(app, what, name, obj, options, signature, return_annotation):
+    """Cython embeds "(self, ...)" in a method's signature; Python methods show none."""
+    if what in ("method", "class") and signature and signature.startswith("(self"):
+        signature = "(" + signature[len("(self"):].lstrip(", ")
+    return signature, return_annotation
+
+
 def setup(app):
+    app.connect("autodoc-process-signature", strip_self)
     app.connect("doctree-read", run_code_blocks)
     app.connect("doctree-read", check_words)
     app.connect("env-check-consistency", check_api_complete)
+    app.connect("build-finished", report_counts)
     app.connect("autodoc-process-docstring", check_docstring)
     benchpage.setup(app)
     gallery.setup(app)
