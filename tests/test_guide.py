@@ -69,3 +69,33 @@ def test_an_output_sample_is_checked():
     assert len(bad) == 1 and "differs" in bad[0][1]
     raised = runblocks.run_page([runblocks.Block("python", "1 / 0\n", 1)], "t")
     assert len(raised) == 1 and "ZeroDivisionError" in raised[0][1]
+
+
+def _public_docstrings():
+    """(name, docstring) of every public object and of its classes' members:
+    the docstrings the API reference shows."""
+    import fastad
+    from fastad._trace import TracedFunction
+    objs = [("fastad." + n, getattr(fastad, n)) for n in fastad.__all__]
+    objs += [("fastad.optim." + n, getattr(fastad.optim, n)) for n in fastad.optim.__all__]
+    objs += [("fastad.nn." + n, getattr(fastad.nn, n)) for n in fastad.nn.__all__]
+    objs.append(("TracedFunction", TracedFunction))
+    out = []
+    for name, obj in objs:
+        out.append((name, obj.__doc__ or ""))
+        if isinstance(obj, type):
+            for attr, member in vars(obj).items():
+                if not attr.startswith("_") or attr in ("__call__", "__len__"):
+                    out.append(("%s.%s" % (name, attr), getattr(member, "__doc__", "") or ""))
+    return out
+
+
+def test_docstring_examples_run():
+    # the API reference's examples, as the documentation build runs them
+    pytest.importorskip("scipy")      # fd.minimize's example
+    examples = [(name, doc) for name, doc in _public_docstrings() if ">>>" in doc]
+    assert len(examples) >= 15
+    for name, doc in examples:
+        block = runblocks.Block("doctest", doc, 0)
+        failures = runblocks.run_page([block], name)
+        assert not failures, "%s: %s" % (name, failures[0][1])
