@@ -1,6 +1,7 @@
 """fastad: fast automatic differentiation of Python and NumPy code.
 
-The public surface is exactly API.md; everything else lives in private modules.
+The public names are those of ``__all__`` here and of ``fastad.optim`` and
+``fastad.nn``; everything else lives in private modules.
 """
 from fastad._errors import FastADError, GradientCheckError, TapeError, TraceError
 from fastad._tape import Tape, Var

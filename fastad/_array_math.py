@@ -85,7 +85,16 @@ def _softmax_slots(kind, x, axes, keepdims):
 
 
 def softmax(x, axis=-1):
-    """exp(x) / sum(exp(x)) along `axis`, computed stably (the max is shifted out)."""
+    """``exp(x) / sum(exp(x))`` along ``axis`` (default the last), computed stably.
+
+    The maximum along ``axis`` is shifted out first, so the result is finite for
+    inputs of any size.  Accepts floats, arrays, Vars and lists of Duals.
+
+    Examples
+    --------
+    >>> fd.softmax(np.array([1000.0, 1000.0]))
+    array([0.5, 0.5])
+    """
     x = _plain_or_var(x)
     if np.ndim(_values(x)) == 0:
         return 1.0 if type(x) is not Var else x * 0.0 + 1.0
@@ -99,7 +108,13 @@ def softmax(x, axis=-1):
 
 
 def log_softmax(x, axis=-1):
-    """x - logsumexp(x) along `axis`, computed stably."""
+    """``x - logsumexp(x)`` along ``axis`` (default the last), computed stably.
+
+    Examples
+    --------
+    >>> fd.log_softmax(np.array([0.0, 0.0]))
+    array([-0.69314718, -0.69314718])
+    """
     x = _plain_or_var(x)
     if np.ndim(_values(x)) == 0:
         return 0.0 if type(x) is not Var else x * 0.0

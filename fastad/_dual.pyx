@@ -298,14 +298,17 @@ cdef class Dual:
 
     @property
     def shape(self):
+        """``()``: a Dual is a scalar (several Duals travel as a list or array)."""
         return ()
 
     @property
     def ndim(self):
+        """0: a Dual is a scalar."""
         return 0
 
     @property
     def size(self):
+        """1: a Dual is a scalar."""
         return 1
 
     def __repr__(self):
@@ -443,9 +446,11 @@ cdef class Dual:
     # -- reductions of a scalar (fd.sum(d) and friends) --------------------------------
 
     def sum(self, axis=None, keepdims=False):
+        """The Dual itself (the sum of one scalar), as ``np.sum`` of a scalar."""
         return self
 
     def mean(self, axis=None, keepdims=False):
+        """The Dual itself (the mean of one scalar), as ``np.mean`` of a scalar."""
         return self
 
 

@@ -1,17 +1,26 @@
-"""The library's exception classes (API.md section 9)."""
+"""The library's exception classes."""
 
 
 class FastADError(Exception):
-    """Base class of every error fastad raises on its own account."""
+    """Base class of every error fastad raises on its own account.
+
+    Bad argument types are ``TypeError`` and bad shapes ``ValueError``, as in
+    Python and NumPy; the misuse of tapes and traces and failed gradient checks
+    raise the subclasses below.
+    """
 
 
 class TapeError(FastADError):
-    """A Var was used after its tape was reset, or Vars of two tapes were combined."""
+    """A Var was used after its tape was reset, Vars of two live tapes were combined,
+    or a tape was reset while being swept or while it belongs to a trace."""
 
 
 class TraceError(FastADError):
-    """A traced function cannot be replayed: a guard failed or a file is invalid."""
+    """A traced function cannot be replayed at an input (a guard would go the other
+    way: the message names it and where it was recorded), or a file given to
+    ``fd.load`` is not a valid trace."""
 
 
 class GradientCheckError(FastADError):
-    """fd.check_grad found a gradient that disagrees with finite differences."""
+    """``fd.check_grad`` found a gradient that disagrees with finite differences;
+    the message lists the worst coordinates."""

@@ -124,11 +124,31 @@ def _as_tuple(x, what, fname):
 
 
 def jvp(f, primals, tangents):
-    """(f(*primals), J @ tangents) by forward mode (one tangent sweep of a recording).
+    """``(f(*primals), J @ tangents)`` by forward mode.
 
-    `primals` and `tangents` are tuples with one entry per argument of f; each
-    tangent has the structure and shapes of its primal.  f returns a number, a
-    Var (scalar or array) or a list of scalars; the second result has its shape.
+    ``f`` is recorded once and the recording is swept forwards once (a tangent
+    sweep): the derivative of every output along one input direction.
+
+    Parameters
+    ----------
+    f : callable
+        Returns a number, a Var (scalar or array) or a list of scalars.
+    primals : tuple
+        The arguments of ``f``, one entry per argument.
+    tangents : tuple
+        The input direction: one entry per primal, each with the structure and
+        shapes of its primal.
+
+    Returns
+    -------
+    tuple
+        ``(value, tangent_out)``: the output of ``f`` (a float or an array) and
+        its directional derivative, of the output's shape.
+
+    Examples
+    --------
+    >>> fd.jvp(lambda x: x * x, (3.0,), (1.0,))
+    (9.0, 6.0)
     """
     _check_callable(f, "jvp")
     primals = _as_tuple(primals, "primals", "jvp")
@@ -174,11 +194,23 @@ def _float_array(x, where):
 
 
 def vjp(f, *primals):
-    """(f(*primals), vjp_fn): vjp_fn(cotangent) returns u^T J as a tuple with one
-    entry per primal (each of its primal's structure and shapes).
+    """``(f(*primals), vjp_fn)``: the value and a vector-Jacobian product function.
 
-    f is run and recorded once; vjp_fn sweeps the kept recording backwards, so it may
-    be called any number of times with different cotangents.
+    ``f`` is run and recorded once; ``vjp_fn(u)`` sweeps the kept recording
+    backwards, so it may be called any number of times with different
+    cotangents ``u`` (each of the shape of ``f``'s output).
+
+    Returns
+    -------
+    tuple
+        ``(value, vjp_fn)``, where ``vjp_fn(u)`` returns ``u @ J`` as a tuple with
+        one entry per primal, each with its primal's structure and shapes.
+
+    Examples
+    --------
+    >>> value, vjp_fn = fd.vjp(lambda x: x * 2.0, np.array([1.0, 2.0]))
+    >>> value, vjp_fn(np.array([1.0, 10.0]))
+    (array([2., 4.]), (array([ 2., 20.]),))
     """
     _check_callable(f, "vjp")
     tape = Tape()
@@ -215,12 +247,26 @@ def vjp(f, *primals):
 # jacobian
 
 def jacobian(f, argnums=0):
-    """Return a function computing the Jacobian of f w.r.t. args[argnums].
+    """Return a function computing the Jacobian of ``f`` with respect to
+    ``args[argnums]``.
 
-    The result has shape out.shape + in.shape (a float when both are scalars); for
-    an argument that is a pytree, the same pytree of such arrays; a tuple of them
-    for a tuple `argnums`.  Forward sweeps when there are fewer inputs than outputs,
-    reverse sweeps otherwise.
+    ``f`` is recorded once; the Jacobian comes from forward sweeps when there are
+    fewer inputs than outputs and from reverse sweeps otherwise, several
+    directions per sweep.
+
+    Returns
+    -------
+    callable
+        ``jacobian_f(*args, **kwargs)``: an array of shape
+        ``out.shape + in.shape`` (a float when both are scalars); for a pytree
+        argument, the same pytree of such arrays; a tuple of them for a tuple
+        ``argnums``.
+
+    Examples
+    --------
+    >>> fd.jacobian(lambda x: x ** 2)(np.array([1.0, 2.0]))
+    array([[2., 0.],
+           [0., 4.]])
     """
     _check_callable(f, "jacobian")
 
@@ -269,11 +315,23 @@ def _numeric_list(x):
 
 
 def hessian(f, argnums=0):
-    """Return a function computing the dense Hessian of scalar-valued f at x.
+    """Return a function computing the dense Hessian of scalar-valued ``f``.
 
-    Shape x.shape + x.shape (a float for a scalar x).  One forward-over-reverse
-    sweep handles many unit directions at once, so an n-input Hessian costs a few
-    passes over the recording, not n gradients.
+    ``hessian_f(x, *args)`` records ``f`` once at ``x`` (a float or an array) and
+    runs forward-over-reverse sweeps over the recording; each sweep handles many
+    unit directions, so an n-input Hessian costs a few passes, not n gradients.
+
+    Returns
+    -------
+    callable
+        ``hessian_f(*args, **kwargs)``: an array of shape ``x.shape + x.shape``
+        for ``x = args[argnums]`` (a float for a scalar ``x``).
+
+    Examples
+    --------
+    >>> fd.hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 2.0]))
+    array([[4., 2.],
+           [2., 0.]])
     """
     _check_callable(f, "hessian")
     if isinstance(argnums, bool) or not isinstance(argnums, numbers.Integral):
@@ -305,10 +363,22 @@ def hessian(f, argnums=0):
 
 
 def hvp(f, argnums=0):
-    """Return a function computing H(x) @ v for scalar-valued f, without ever
-    forming H: one tangent sweep and one second-order reverse sweep.
+    """Return a function computing ``H(x) @ v`` for scalar-valued ``f``.
 
-    ``fd.hvp(f)(x, v, *more_args)``; v has the shape of x, and so has the result.
+    The Hessian is never formed: ``f`` is recorded once, then one tangent sweep
+    and one second-order reverse sweep give the product, for a small multiple of
+    the cost of one gradient.
+
+    Returns
+    -------
+    callable
+        ``hvp_f(x, v, *more_args)``: ``v`` has the shape of ``x``, and so has the
+        result.
+
+    Examples
+    --------
+    >>> fd.hvp(lambda x: fd.sum(x ** 3))(np.array([1.0, 2.0]), np.array([1.0, 1.0]))
+    array([ 6., 12.])
     """
     _check_callable(f, "hvp")
     if isinstance(argnums, bool) or not isinstance(argnums, numbers.Integral):
@@ -401,10 +471,18 @@ def _scalar_point(x):
 
 
 def derivative(f):
-    """Return a function computing f'(x) for a scalar x by forward mode.
+    """Return a function computing ``f'(x)`` for a scalar ``x`` by forward mode.
 
-    f is called once, on the Dual number Dual(x, 1.0); it may return a number, a
-    Dual, or a list/array of them (the derivative then has that shape).
+    ``f`` is called once, on the dual number ``Dual(x, 1.0)``, with no tape; it
+    may return a number, a Dual, or a list or array of them (the derivative then
+    has that shape).
+
+    Examples
+    --------
+    >>> fd.derivative(fd.sin)(0.0)
+    1.0
+    >>> fd.derivative(lambda t: [t, t * t])(1.5)
+    array([1., 3.])
     """
     _check_callable(f, "derivative")
 

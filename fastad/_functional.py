@@ -35,10 +35,14 @@ def _scratch_tape():
 
 
 def release_memory():
-    """Free the memory fastad keeps in the calling thread for reuse between calls:
-    the scratch tapes of fd.grad / fd.hessian / fd.trace and the work buffers of
-    second-order sweeps.  The next call allocates afresh.  (A scratch tape also
-    shrinks by itself after a call that used far less than a past peak.)"""
+    """Free the memory fastad keeps in the calling thread for reuse between calls.
+
+    That is the scratch tapes of ``fd.grad``, ``fd.hessian``, ``fd.trace`` and the
+    other functional calls, and the work buffers of the second-order sweeps.  The
+    next call allocates afresh.  Call it after a peak (one very large recording)
+    in a long-running thread; it is never needed for correctness.  A scratch tape
+    also shrinks by itself after a call that used far less than a past peak.
+    """
     from fastad._tape import _trim_heap
     idle = getattr(_pool, "idle", None)
     if idle:
@@ -160,10 +164,29 @@ def _zeros_like_vars(tree):
 
 
 def value_and_grad(f, argnums=0):
-    """Return a function computing (f(*args), gradient of f) by reverse mode.
+    """Return a function computing ``(f(*args), gradient of f)`` by reverse mode.
 
-    The gradient is with respect to args[argnums] (an int, or a tuple of ints for a
-    tuple of gradients); each has the structure and shapes of its argument.
+    Like :func:`fastad.grad`, but the returned function also gives the value of
+    ``f``, at no extra cost: ``f`` runs once, recording, and the tape is swept once.
+
+    Parameters
+    ----------
+    f : callable
+        A function returning a scalar: a scalar Var, a Python number, a NumPy
+        scalar or a 0-d array.
+    argnums : int or tuple of int, optional
+        Which positional arguments to differentiate (default 0).
+
+    Returns
+    -------
+    callable
+        ``value_and_grad_f(*args, **kwargs)`` returning ``(value, gradient)``:
+        ``value`` is a float, ``gradient`` as for :func:`fastad.grad`.
+
+    Examples
+    --------
+    >>> fd.value_and_grad(lambda x, y: x * y, argnums=(0, 1))(2.0, 3.0)
+    (6.0, (3.0, 2.0))
     """
     return _value_and_grad(f, argnums, "value_and_grad")
 
@@ -193,7 +216,46 @@ def _value_and_grad(f, argnums, fname):
 
 
 def grad(f, argnums=0):
-    """Return a function computing the gradient of scalar-valued f by reverse mode."""
+    """Return a function computing the gradient of scalar-valued ``f`` by reverse mode.
+
+    Each call of the returned function runs ``f`` once on Vars, recording every
+    operation on a scratch tape, and sweeps the tape backwards once: the whole
+    gradient for a small constant factor over running ``f``, however many inputs.
+
+    Parameters
+    ----------
+    f : callable
+        A function returning a scalar: a scalar Var, a Python number, a NumPy
+        scalar or a 0-d array.  Its differentiated arguments arrive as Vars
+        (array Vars for arrays, pytrees of Vars for lists, tuples and dicts).
+    argnums : int or tuple of int, optional
+        Which positional arguments to differentiate (default 0).  A tuple gives a
+        tuple of gradients, one per entry.
+
+    Returns
+    -------
+    callable
+        ``grad_f(*args, **kwargs)``: the gradient with respect to
+        ``args[argnums]``, with that argument's structure and shapes (a float for
+        a scalar), in its floating dtype (float32 in, float32 out).  A result that
+        does not depend on the argument gives zeros.
+
+    Raises
+    ------
+    TypeError
+        ``f`` is not callable, an argument is not a number, an array of numbers
+        or a pytree of them, or ``f`` returns something that is not a number.
+    ValueError
+        ``f`` returns an array (use :func:`fastad.jacobian`), or ``argnums`` is
+        out of range.
+
+    Examples
+    --------
+    >>> fd.grad(lambda x: x * x)(3.0)
+    6.0
+    >>> fd.grad(lambda p: fd.sum(p["w"] ** 2))({"w": np.array([1.0, 2.0])})
+    {'w': array([2., 4.])}
+    """
     vg = _value_and_grad(f, argnums, "grad")
 
     def grad_f(*args, **kwargs):
@@ -206,8 +268,19 @@ def grad(f, argnums=0):
 
 @contextlib.contextmanager
 def debug_nans():
-    """Inside this block, the first operation making a NaN from non-NaN inputs
-    raises FloatingPointError naming the operation."""
+    """A context manager: the first operation inside it that makes a NaN from
+    inputs that are not NaN raises ``FloatingPointError`` naming the operation.
+
+    Outside it NaNs propagate silently, as in NumPy.  It applies to the calling
+    thread and may be nested.
+
+    Examples
+    --------
+    >>> with fd.debug_nans():
+    ...     fd.grad(lambda x: fd.log(x))(-1.0)
+    Traceback (most recent call last):
+    FloatingPointError: fd.debug_nans: log produced NaN from non-NaN inputs (-1.0, 0.0)
+    """
     old = _set_debug_nans(True)
     try:
         yield
@@ -216,13 +289,36 @@ def debug_nans():
 
 
 def check_grad(f, x, rtol=1e-6):
-    """Compare fd.grad(f)(x) with central finite differences.
+    """Compare ``fd.grad(f)(x)`` with central finite differences.
 
-    Returns the largest relative error, |g - fd| / max(|g|, |fd|, 1), over all
-    coordinates (the floor of 1 makes it an absolute error for small gradients,
-    where finite differences have no relative accuracy).  Raises
-    fd.GradientCheckError listing the worst coordinates when it exceeds rtol.
     The differences use a fourth-order stencil, accurate to about 1e-10.
+
+    Parameters
+    ----------
+    f : callable
+        A scalar-valued function of one float or array argument.
+    x : float or array_like
+        The point to check at.
+    rtol : float, optional
+        The largest acceptable error (default 1e-6).
+
+    Returns
+    -------
+    float
+        The largest relative error over all coordinates,
+        ``abs(g - d) / max(abs(g), abs(d), 1)`` for the gradient ``g`` and the
+        finite difference ``d``.  The floor of 1 makes it an absolute error for
+        small gradients, where finite differences have no relative accuracy.
+
+    Raises
+    ------
+    fastad.GradientCheckError
+        The error exceeds ``rtol``; the message lists the worst coordinates.
+
+    Examples
+    --------
+    >>> fd.check_grad(lambda x: fd.sum(fd.sin(x)), np.array([0.1, 0.2])) < 1e-10
+    True
     """
     if isinstance(x, (str, bytes, complex)) or x is None:
         raise TypeError("check_grad: x must be a number or array, got %s"

@@ -5,7 +5,15 @@ from fastad._tape import Var, maximum, minimum, where, exp, log, sum as _sum, st
 
 
 def clip(x, a_min, a_max):
-    """Clip x to [a_min, a_max], like numpy.clip (either bound may be None)."""
+    """Clip ``x`` to ``[a_min, a_max]``, like ``numpy.clip``; either bound may be
+    ``None``.  Recorded as ``maximum`` and ``minimum``, so the gradient is 1
+    inside the interval, 0 outside and 0.5 at a bound (ties split evenly).
+
+    Examples
+    --------
+    >>> fd.grad(lambda x: fd.sum(fd.clip(x, 0.0, 1.0)))(np.array([-1.0, 0.5, 2.0]))
+    array([0., 1., 0.])
+    """
     if a_min is not None:
         x = maximum(x, a_min)
     if a_max is not None:
@@ -14,7 +22,16 @@ def clip(x, a_min, a_max):
 
 
 def logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))) over `axis`, computed stably (the max is factored out)."""
+    """``log(sum(exp(x)))`` over ``axis`` (default all elements), computed stably.
+
+    The maximum is factored out, so large inputs do not overflow.  ``keepdims``
+    as in NumPy.  Accepts floats, arrays, Vars and lists of Vars or Duals.
+
+    Examples
+    --------
+    >>> fd.logsumexp(np.array([1000.0, 1000.0]))
+    1000.6931471805599
+    """
     if isinstance(x, (list, tuple)):
         x = stack(x) if any(type(e) is Var for e in x) else np.asarray(x, dtype=float)
     if type(x) is Var and x.ndim:

@@ -97,24 +97,49 @@ def _method_name(method):
 
 
 def minimize(f, x0, method="L-BFGS-B", trace=False, args=(), **options):
-    """Minimise scalar-valued f(x, *args) with scipy.optimize.minimize and exact
-    derivatives.
+    """Minimise scalar-valued ``f(x, *args)`` with ``scipy.optimize.minimize`` and
+    exact derivatives.
 
-    - `x0`: a float, an array or a pytree (e.g. a dict of weight arrays).  SciPy sees
-      the leaves concatenated into one 1-D vector (dict leaves in sorted key order),
-      so `bounds` are given per element of that vector.
-    - gradients come from reverse mode; Newton-CG, trust-ncg, trust-krylov and
-      trust-constr also get exact Hessian-vector products (fd.hvp), dogleg and
-      trust-exact the exact Hessian (fd.hessian).
-    - `trace=True` records f once with fd.trace(f, x0, *args, retrace=True) and
-      replays the recording at each evaluation (much faster for the many calls an
-      optimiser makes; re-records when Python control flow takes another branch).
-      `args` are then the trace's dynamic parameters (floats or arrays).
-    - other keyword arguments (`bounds`, `constraints`, `tol`, `callback`,
-      `options`) go to scipy.optimize.minimize unchanged.
+    Gradients come from reverse mode; Newton-CG, trust-ncg, trust-krylov and
+    trust-constr also get exact Hessian-vector products (as :func:`fastad.hvp`),
+    dogleg and trust-exact the exact Hessian (as :func:`fastad.hessian`).  SciPy
+    is optional: without it this raises ``ImportError`` saying how to install it.
 
-    Returns SciPy's OptimizeResult.  `res.x` is SciPy's flat 1-D vector;
-    `res.params` is the same point in the structure of x0.
+    Parameters
+    ----------
+    f : callable
+        The objective, ``f(x, *args)``, returning a scalar.
+    x0 : float, array or pytree
+        The starting point, for example a dict of weight arrays.  SciPy sees the
+        leaves concatenated into one 1-D vector (dict leaves in sorted key order),
+        so ``bounds`` are given per element of that vector.
+    method : str, optional
+        SciPy's method name (default ``"L-BFGS-B"``).
+    trace : bool, optional
+        Record ``f`` once with ``fd.trace(f, x0, *args, retrace=True)`` and replay
+        the recording at each evaluation: much faster for the many calls an
+        optimiser makes; ``f`` is recorded again when its Python control flow
+        takes another branch.  ``args`` are then the trace's dynamic parameters
+        (floats or arrays).
+    args : tuple, optional
+        Extra arguments of ``f``, not optimised.
+    **options
+        Other keyword arguments (``bounds``, ``constraints``, ``tol``,
+        ``callback``, ``options``) go to ``scipy.optimize.minimize`` unchanged;
+        ``jac``, ``hess`` and ``hessp`` are fastad's to compute.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        SciPy's result; ``res.x`` is SciPy's flat 1-D vector and ``res.params``
+        the same point in the structure of ``x0``.
+
+    Examples
+    --------
+    >>> res = fd.minimize(lambda p: (p["a"] - 1.0) ** 2 + fd.sum(p["b"] ** 2),
+    ...                   {"a": 0.0, "b": np.ones(2)})
+    >>> bool(res.success), round(res.params["a"], 6), bool(np.abs(res.params["b"]).max() < 1e-6)
+    (True, 1.0, True)
     """
     scipy_minimize = _import_scipy_minimize()
     if not callable(f):

@@ -171,8 +171,23 @@ cdef class Tape:
 
     ``with fd.Tape() as tape:`` makes it the active tape of this thread;
     ``tape.variable(x)`` creates a leaf, and every operation on Vars of this tape is
-    recorded on it.  ``tape.gradient(target, sources)`` may be called any number of
-    times; ``tape.reset()`` empties it (Vars created before become invalid).
+    recorded on it, one slot per operation (op code, argument slots, value, local
+    partial derivatives) in C memory.  ``tape.gradient(target, sources)`` may be
+    called any number of times; ``tape.reset()`` empties it (Vars created before
+    become invalid) and keeps its memory.
+
+    Tapes nest: a Var belongs to the innermost active tape when it was created.
+    Each thread has its own stack of active tapes.  Combining Vars of two live
+    tapes, or using a Var after its tape was reset, raises
+    :class:`fastad.TapeError`.
+
+    Examples
+    --------
+    >>> with fd.Tape() as tape:
+    ...     x = tape.variable(3.0)
+    ...     y = x * x + 1.0
+    >>> tape.gradient(y, x), len(tape)
+    (6.0, 3)
     """
 
     def __cinit__(self):
@@ -384,7 +399,13 @@ cdef class Tape:
         return False
 
     def variable(self, value):
-        """A new leaf Var holding `value` (a number or an array of numbers)."""
+        """A new leaf Var holding ``value``: a number (a scalar Var) or an array of
+        numbers (an array Var of its shape).
+
+        Integers and booleans are converted to float64; a complex number, a
+        string, ``None`` or another object raises ``TypeError``.  A gradient with
+        respect to this leaf comes back in ``value``'s floating dtype.
+        """
         cdef double x
         t = type(value)
         if t is float:
@@ -444,15 +465,37 @@ cdef class Tape:
 
     @property
     def nbytes(self):
-        """Bytes of memory held by the tape's arrays, adjoint buffer included."""
+        """Bytes of memory held by the tape's arrays (their capacity, which grows by
+        doubling), the adjoint buffer included."""
         return self.cap * SLOT_BYTES + self.adj_cap * sizeof(double)
 
     def gradient(self, target, sources):
-        """Gradient of the scalar Var `target` with respect to `sources`.
+        """The gradient of the scalar Var ``target`` with respect to ``sources``.
 
-        `sources` is a Var or any nested list/tuple/dict of Vars; the result has the
-        same structure, a float for each scalar source and an ndarray of the source's
-        shape for each array source.  Sources the target does not depend on get zeros.
+        One reverse sweep over the tape, in C (without the GIL for long tapes).
+
+        Parameters
+        ----------
+        target : Var
+            A scalar Var recorded on this tape.
+        sources : Var or pytree of Vars
+            A Var, or any nested list, tuple or dict of Vars of this tape.
+
+        Returns
+        -------
+        float, ndarray or pytree
+            The structure of ``sources``: a float for each scalar source and an
+            ndarray of the source's shape for each array source.  Sources the
+            target does not depend on get zeros, never ``None``.
+
+        Raises
+        ------
+        TypeError
+            ``target`` or a source is not a Var.
+        ValueError
+            ``target`` is not a scalar.
+        fastad.TapeError
+            A Var is of another tape, or of this tape before a ``reset()``.
         """
         if type(target) is not Var:
             raise TypeError("tape.gradient: target must be a Var, got %s"
@@ -567,7 +610,9 @@ cdef class Tape:
         return "\n".join(lines)
 
     def to_dot(self):
-        """Graphviz DOT text of the recorded computational graph."""
+        """Graphviz DOT text of the recorded computational graph: one node per
+        operation (labelled with its op and value), one edge per argument.
+        Render it with ``dot -Tsvg``."""
         out = ["digraph fastad {", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
         cdef Py_ssize_t i
         cdef int op, kind
@@ -870,7 +915,27 @@ cdef class Var:
     """A value recorded on a tape: a scalar or an array of any shape.
 
     Arithmetic, comparisons and the functions of fastad work on it as on a float or
-    an ndarray; the tape records every operation so gradients can be taken.
+    an ndarray; the tape records every operation so gradients can be taken.  Vars
+    are created by :meth:`Tape.variable` and by the functional API (``fd.grad``
+    and friends pass Vars to ``f``), never directly, and they are immutable.
+
+    - Arithmetic ``+ - * / ** // %``, unary ``-``, ``+``, ``abs()``, and ``@`` for
+      arrays, with numbers and NumPy arrays on either side (broadcasting as NumPy).
+    - Comparisons compare values and return a ``bool`` (a boolean ndarray for
+      arrays), so ``if`` and ``while`` work; ``int(v)``, ``bool(v)`` and indexing
+      by a Var work too (derivative zero; guards under ``fd.trace``).
+    - ``float(v)``, ``complex(v)`` and ``math.*`` functions raise ``TypeError``:
+      the number would carry no derivative.  Read it with :attr:`value`.
+    - Indexing (integers, slices, ``None``, integer arrays, boolean masks) and
+      iteration give Vars; NumPy's functions dispatch to fastad.
+
+    Examples
+    --------
+    >>> with fd.Tape() as tape:
+    ...     w = tape.variable(np.array([1.0, 2.0, 3.0]))
+    ...     y = (w[1:] * 2.0).sum()
+    >>> w.shape, y, tape.gradient(y, w)
+    ((3,), Var(10.0), array([0., 2., 2.]))
     """
 
     def __init__(self, *args, **kwargs):
@@ -896,18 +961,22 @@ cdef class Var:
 
     @property
     def shape(self):
+        """The shape, a tuple: ``()`` for a scalar Var."""
         return () if self.shape_ is None else self.shape_
 
     @property
     def ndim(self):
+        """The number of dimensions: 0 for a scalar Var."""
         return 0 if self.shape_ is None else len(self.shape_)
 
     @property
     def size(self):
+        """The number of elements: 1 for a scalar Var."""
         return 1 if self.shape_ is None else self.aval.size
 
     @property
     def T(self):
+        """The transpose (axes reversed), recorded: ``fd.transpose(x)``."""
         return transpose(self)
 
     def __len__(self):
@@ -1092,22 +1161,29 @@ cdef class Var:
     # -- methods mirroring ndarray -------------------------------------------------
 
     def sum(self, axis=None, keepdims=False):
+        """``fd.sum(x, axis, keepdims)``, as ``ndarray.sum``."""
         return sum(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
+        """``fd.mean(x, axis, keepdims)``, as ``ndarray.mean``."""
         return mean(self, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape):
+        """``fd.reshape(x, shape)``; the shape may be given as separate ints, as in
+        ``ndarray.reshape``."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return reshape(self, shape)
 
     def transpose(self, *axes):
+        """``fd.transpose(x, axes)``; the axes may be given as separate ints, as in
+        ``ndarray.transpose``."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return transpose(self, axes or None)
 
     def dot(self, other):
+        """``fd.dot(x, other)``, as ``ndarray.dot``."""
         return dot(self, other)
 
 
@@ -1655,7 +1731,9 @@ cdef Tape common_tape(tuple operands):
 
 
 def stack(items, axis=0):
-    """An array Var (or ndarray) from a sequence of scalars, Vars and arrays."""
+    """Join a sequence of scalars, Vars and arrays of one shape along a new
+    ``axis``, like ``numpy.stack``: an array Var when any item is a Var, an
+    ndarray otherwise.  The way to build an array from scalar Vars."""
     items = list(items)
     if not items:
         raise ValueError("stack: need at least one item")
@@ -1710,9 +1788,12 @@ cdef Var copy_block(Tape t, object slots, object consts):
 
 
 def where(cond, x, y):
-    """Elementwise x where cond else y (cond: bool or bool array), like numpy.where.
+    """Elementwise ``x`` where ``cond`` else ``y``, like ``numpy.where``.
 
-    The gradient flows only into the selected operand: no 0 * inf NaN from the other.
+    ``cond`` is a bool or a boolean array (for example ``x > 0``; under
+    ``fd.trace`` such a comparison is a guard, element by element).  The gradient
+    flows only into the selected operand, so the other one cannot bring a
+    ``0 * inf`` NaN in.
     """
     if type(cond) is Var:
         # a mask taken from values: recorded as the guard `cond != 0` (per element)
@@ -1746,7 +1827,8 @@ def where(cond, x, y):
 
 
 def array(obj):
-    """fd.array: an array Var from (nested) lists of scalar Vars and numbers."""
+    """An array Var from (nested) lists of scalar Vars and numbers, like
+    ``numpy.array``; an ndarray when there is no Var in it."""
     if type(obj) is Var:
         return obj
     if isinstance(obj, (list, tuple)):
@@ -1840,7 +1922,7 @@ def _reduce(int op, Var x, axis, keepdims, str fname=None):
 
 
 def sum(x, axis=None, keepdims=False):
-    """Sum of the elements (over `axis`), like numpy.sum."""
+    """Sum of the elements over ``axis`` (default all), like ``numpy.sum``."""
     if type(x) is Var:
         return _reduce(FAD_ADD, <Var>x, axis, keepdims)
     if isinstance(x, (list, tuple)) and any(type(e) is Var for e in x):
@@ -1852,7 +1934,7 @@ def sum(x, axis=None, keepdims=False):
 
 
 def prod(x, axis=None, keepdims=False):
-    """Product of the elements (over `axis`), like numpy.prod."""
+    """Product of the elements over ``axis`` (default all), like ``numpy.prod``."""
     if type(x) is Var:
         return _reduce(FAD_MUL, <Var>x, axis, keepdims)
     if isinstance(x, (list, tuple)) and any(type(e) is Var for e in x):
@@ -1862,7 +1944,7 @@ def prod(x, axis=None, keepdims=False):
 
 
 def mean(x, axis=None, keepdims=False):
-    """Mean of the elements (over `axis`), like numpy.mean."""
+    """Mean of the elements over ``axis`` (default all), like ``numpy.mean``."""
     if type(x) is Var or (isinstance(x, (list, tuple)) and any(type(e) is Var for e in x)):
         if type(x) is not Var:
             x = stack(x)
@@ -1885,7 +1967,7 @@ def mean(x, axis=None, keepdims=False):
 
 
 def reshape(x, shape):
-    """x with a new shape (a copy on the tape for a Var)."""
+    """``x`` with a new ``shape``, like ``numpy.reshape`` (-1 allowed)."""
     if type(x) is Var:
         vx = <Var>x
         vx.tape.check_var(vx)
@@ -1904,7 +1986,7 @@ def reshape(x, shape):
 
 
 def transpose(x, axes=None):
-    """Permute the axes (reverse them by default), like numpy.transpose."""
+    """Permute the axes (reverse them by default), like ``numpy.transpose``."""
     if type(x) is Var:
         vx = <Var>x
         if vx.shape_ is None:
@@ -1921,7 +2003,7 @@ def transpose(x, axes=None):
 
 
 def concatenate(arrays, axis=0):
-    """Join arrays along an existing axis, like numpy.concatenate."""
+    """Join arrays along an existing ``axis``, like ``numpy.concatenate``."""
     arrays = list(arrays)
     if not any(type(a) is Var for a in arrays):
         return np.concatenate([as_float_array(a, "arrays") for a in arrays], axis=axis)
@@ -1950,7 +2032,7 @@ def concatenate(arrays, axis=0):
 
 
 def matmul(a, b):
-    """Matrix product (the @ operator).  Array ops arrive with fastad._arrays."""
+    """Matrix product, the ``@`` operator, like ``numpy.matmul``."""
     if _array_ops is not None:
         return _array_ops.matmul(a, b)
     if type(a) is not Var and type(b) is not Var:
@@ -1960,7 +2042,7 @@ def matmul(a, b):
 
 
 def dot(a, b):
-    """Dot product, like numpy.dot."""
+    """Dot product, like ``numpy.dot``."""
     if _array_ops is not None:
         return _array_ops.dot(a, b)
     if type(a) is not Var and type(b) is not Var:

@@ -214,11 +214,28 @@ def _record(f, xspec, x_flat, pspec, p_flat):
 
 
 class TracedFunction:
-    """A function recorded by fd.trace; call it like f, without re-running f.
+    """A function recorded by :func:`fastad.trace`: call it like ``f``, without
+    running ``f`` again.
 
-    tf(x, *params) -> value;  tf.grad, tf.value_and_grad, tf.jacobian, tf.jvp,
-    tf.hvp, tf.hessian;  tf.grad_batch(X), tf.value_batch(X);  len(tf), tf.nbytes;
-    pickle, tf.save(path), fd.load(path).
+    Every call replays the recorded tape in C at the new input, recomputing each
+    value and local partial derivative, then checks the guards (the places where
+    Python looked at a value while ``f`` was recorded).  Results equal those of
+    ``fd.grad(f)`` and friends to the last bit.
+
+    ``x`` has the structure and shapes of the ``x0`` given to ``fd.trace``;
+    ``params`` (optional, positional) replace the dynamic parameters recorded
+    then, with the same shapes.  A guard that would go the other way at ``x``
+    raises :class:`fastad.TraceError`, or re-records ``f`` there when the trace
+    was made with ``retrace=True``.
+
+    Traced functions pickle, save to a file (:meth:`save`) and load back with
+    :func:`fastad.load`.  Do not create them directly.
+
+    Examples
+    --------
+    >>> tf = fd.trace(lambda x: fd.sum(x ** 2), np.zeros(2))
+    >>> tf(np.array([1.0, 2.0])), tf.grad(np.array([1.0, 2.0]))
+    (5.0, array([2., 4.]))
     """
 
     def __init__(self, f, path, xspec, pspec, p_default, retrace, name):
@@ -299,6 +316,7 @@ class TracedFunction:
             return path, v, res
 
     def __call__(self, x, *params):
+        """The value of ``f`` at ``x``: a float, or an array for an array output."""
         r = self._fast(x, params, False)
         if r is None:
             r = self._dispatch(x, params, "traced f",
@@ -330,7 +348,8 @@ class TracedFunction:
         return path, v, gr
 
     def value_and_grad(self, x, *params):
-        """(f(x) as a float, gradient with the structure (and dtypes) of x)."""
+        """``(f(x) as a float, gradient)``; the gradient has the structure and the
+        floating dtypes of ``x``."""
         r = self._fast(x, params, True)
         if r is not None:       # a float or a float64 array: no dtype to restore
             return r[0].value(r[1]), self._xspec.unflatten(r[2])
@@ -338,7 +357,8 @@ class TracedFunction:
         return path.value(v), self._xspec.unflatten(g, self._xspec.grad_dtypes(x))
 
     def grad(self, x, *params):
-        """Gradient of the scalar output at x, with the structure (and dtypes) of x."""
+        """The gradient of the scalar output at ``x``, with the structure and the
+        floating dtypes of ``x``."""
         r = self._fast(x, params, True)
         if r is not None:
             return self._xspec.unflatten(r[2])
@@ -355,7 +375,8 @@ class TracedFunction:
                               lambda p, xf, pf: p.rp.run_then(xf, pf, fn(p)))
 
     def jvp(self, x, v, *params):
-        """(f(x), J(x) @ v) by one tangent sweep; v has the structure of x."""
+        """``(f(x), J(x) @ v)`` by one tangent sweep; ``v`` has the structure of
+        ``x``."""
         vf = self._xspec.flatten(v, "tf.jvp: v")
 
         def fn(path):
@@ -375,7 +396,8 @@ class TracedFunction:
         return path.value(val), tangent
 
     def jacobian(self, x, *params):
-        """Jacobian: shape out.shape + x.shape (per leaf of x for a pytree)."""
+        """The Jacobian at ``x``: shape ``out.shape + x.shape`` (per leaf of ``x``
+        for a pytree)."""
         def fn(path):
             return lambda tape: (None if path.out_const is not None else
                                  _second.jacobian_forward(tape, self.input_slots,
@@ -395,7 +417,8 @@ class TracedFunction:
         return tree_unflatten(self._xspec.treedef, blocks)
 
     def hvp(self, x, v, *params):
-        """Hessian of the scalar output at x times v (the structure of x)."""
+        """The Hessian of the scalar output at ``x`` times ``v``, without forming
+        the Hessian; ``v`` and the result have the structure of ``x``."""
         vf = self._xspec.flatten(v, "tf.hvp: v")
 
         def fn(path):
@@ -410,8 +433,9 @@ class TracedFunction:
         return self._xspec.unflatten(hv, self._xspec.grad_dtypes(x))
 
     def hessian(self, x, *params):
-        """Dense Hessian of the scalar output: shape x.shape + x.shape (x a float
-        or an array; a float for a scalar x)."""
+        """The dense Hessian of the scalar output at ``x``: shape
+        ``x.shape + x.shape`` (``x`` a float or an array; a float for a scalar
+        ``x``)."""
         if self._xspec.treedef.kind != "leaf":
             raise TypeError("tf.hessian: x must be a float or an array (flatten a "
                             "pytree input first); use tf.hvp for pytrees")
@@ -445,16 +469,33 @@ class TracedFunction:
     # -- batches -------------------------------------------------------------------
 
     def grad_batch(self, X, *params, threads=None):
-        """Gradients at every row of X (shape (m, n)), spread over threads.
-        Returns an (m, n) array (shape (m,) when x is a float)."""
+        """The gradients at every row of ``X``, spread over threads.
+
+        ``X`` has shape ``(m, n)``, one flattened input per row (``(m,)`` when
+        ``x`` is a float); the result has the same shape.  The rows are split over
+        ``threads`` threads (default: the machine's cores, fewer for small
+        batches), each replaying whole rows with its own buffers and without the
+        GIL; tapes holding array records run their rows one after the other.
+        A row that fails a guard raises :class:`fastad.TraceError` naming the row,
+        or is replayed on its own path with ``retrace=True``.
+
+        Examples
+        --------
+        >>> tf = fd.trace(lambda x: fd.sum(x ** 2), np.zeros(2))
+        >>> tf.grad_batch(np.array([[1.0, 2.0], [3.0, 4.0]]))
+        array([[2., 4.],
+               [6., 8.]])
+        """
         return self._batch(X, params, True, threads, "tf.grad_batch")[1]
 
     def value_batch(self, X, *params, threads=None):
-        """Values at every row of X (shape (m, n)): shape (m,) + output shape."""
+        """The values at every row of ``X`` (shape ``(m, n)``, as for
+        :meth:`grad_batch`): shape ``(m,) + output shape``."""
         return self._batch(X, params, False, threads, "tf.value_batch")[0]
 
     def value_and_grad_batch(self, X, *params, threads=None):
-        """(values, gradients) at every row of X."""
+        """``(values, gradients)`` at every row of ``X``, as :meth:`value_batch`
+        and :meth:`grad_batch` in one pass."""
         return self._batch(X, params, True, threads, "tf.value_and_grad_batch")
 
     def _batch(self, X, params, want_grad, threads, fname):
@@ -513,11 +554,12 @@ class TracedFunction:
 
     @property
     def nbytes(self):
-        """Memory held by every kept path (tapes, adjoints, guards)."""
+        """Bytes of memory held by every kept path (tapes, adjoints, guards)."""
         return sum(p.rp.nbytes for p in self._paths)
 
     @property
     def n_guards(self):
+        """The number of guards recorded on the current path."""
         return len(self._paths[0].rp.guards)
 
     def __repr__(self):
@@ -533,7 +575,12 @@ class TracedFunction:
     # -- persistence (format in fastad/_trace_file.py) -----------------------------
 
     def save(self, path):
-        """Write the current path to `path` (atomically: temporary file, rename)."""
+        """Write the trace's current path to the file ``path``.
+
+        The format is versioned binary with a digest (see :func:`fastad.load`).
+        The file is written to a temporary name and renamed into place, so a
+        crash never leaves half a file.
+        """
         from fastad._trace_file import dump_bytes
         data = dump_bytes(self)
         path = os.fspath(path)
@@ -610,13 +657,34 @@ def describe_guard(path, g, fname):
 
 
 def trace(f, x0, *params, retrace=False):
-    """Record f(x0, *params) once and return a TracedFunction.
+    """Record ``f(x0, *params)`` once and return a :class:`TracedFunction`.
 
-    x0 (a float, an array or a pytree of them) is what gradients are taken with
-    respect to; params (floats, arrays or pytrees) are dynamic parameters that may
-    change between calls, not differentiated.  Comparisons on Vars and values taken
-    out into Python are recorded as guards; a call where one would go the other way
-    raises fd.TraceError, or re-records f there when retrace=True.
+    The traced function replays the recording in C at new inputs, with no Python
+    running per operation, and equals ``fd.grad(f)`` and friends to the last bit.
+
+    Parameters
+    ----------
+    f : callable
+        Returns a scalar (or an array, for ``tf.jacobian``, ``tf.jvp`` and
+        ``tf.value_batch``).
+    x0 : float, array or pytree
+        The input gradients are taken with respect to; later calls take inputs
+        of the same structure and shapes.
+    params : floats, arrays or pytrees
+        Dynamic parameters: recorded as values that may change between calls
+        (passed after ``x``), not differentiated.
+    retrace : bool, optional
+        Where Python looked at a value while ``f`` was recorded (``if x > 0``,
+        ``max()``, ``int(v)``, a Var as an index, ...), a guard is recorded.  A
+        call where a guard would go the other way raises
+        :class:`fastad.TraceError`; with ``retrace=True``, ``f`` is recorded again
+        there instead, and the 4 most recent paths are kept.
+
+    Examples
+    --------
+    >>> tf = fd.trace(lambda x, a: a * fd.sin(x), 0.0, 2.0)
+    >>> tf.grad(0.0), tf.grad(0.0, 3.0)
+    (2.0, 3.0)
     """
     if not callable(f):
         raise TypeError("fd.trace: f must be callable, got %s" % type(f).__name__)

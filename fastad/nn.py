@@ -28,13 +28,29 @@ def _as_operand(x, name, fname):
 
 
 def cross_entropy(logits, labels):
-    """Mean negative log-likelihood of integer `labels` under softmax(`logits`).
+    """Mean negative log-likelihood of integer ``labels`` under ``softmax(logits)``.
 
-    logits: shape (n, k) (a batch of n rows of k class scores) or (k,) (one sample);
-    labels: integers in [0, k), shape (n,) (or a single int for one sample).
-    Computed as mean(logsumexp(logits) - logits[label]), which never forms
+    Computed as ``mean(logsumexp(logits) - logits[label])``, which never forms
     softmax probabilities, so large logits cannot overflow and a confident wrong
-    prediction gives a large finite loss instead of log(0).
+    prediction gives a large finite loss instead of ``log(0)``.
+
+    Parameters
+    ----------
+    logits : Var or array_like
+        Shape ``(n, k)`` (a batch of n rows of k class scores) or ``(k,)`` (one
+        sample).
+    labels : array_like of int
+        Integers in ``[0, k)``, shape ``(n,)`` (or a single int for one sample).
+
+    Returns
+    -------
+    Var or float
+        A scalar Var for Var logits, a float for plain arrays.
+
+    Examples
+    --------
+    >>> round(fd.nn.cross_entropy(np.array([[2.0, 0.0], [0.0, 2.0]]), [0, 1]), 6)
+    0.126928
     """
     logits = _as_operand(logits, "logits", "cross_entropy")
     shape = _shape(logits)
@@ -72,10 +88,17 @@ def cross_entropy(logits, labels):
 
 
 def mse(pred, target):
-    """Mean squared error, mean((pred - target) ** 2), over all elements.
+    """Mean squared error, ``mean((pred - target) ** 2)``, over all elements.
 
-    pred and target must have the same shape (no silent broadcasting: a (n, 1)
-    prediction against a (n,) target would otherwise average n * n errors).
+    ``pred`` and ``target`` must have the same shape (a ``ValueError`` otherwise:
+    no silent broadcasting, since an ``(n, 1)`` prediction against an ``(n,)``
+    target would average n * n errors).  Returns a scalar Var for Var input, a
+    float for plain arrays.
+
+    Examples
+    --------
+    >>> fd.nn.mse(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
+    2.0
     """
     pred = _as_operand(pred, "pred", "mse")
     target = _as_operand(target, "target", "mse")

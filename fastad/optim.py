@@ -1,5 +1,7 @@
 """First-order optimizers: fd.optim.SGD and fd.optim.Adam.
 
+A training loop::
+
     opt = fd.optim.Adam(lr=1e-3)
     for step in range(1000):
         loss, g = fd.value_and_grad(loss_fn)(params, X, y)
@@ -84,7 +86,8 @@ def _leaf_array(leaf, what, index):
 # ----- the common driver ------------------------------------------------------------
 
 class Optimizer:
-    """Base class: walks the pytrees, keeps per-leaf state, checks structure.
+    """Base class of the optimizers: walks the pytrees, keeps per-leaf state, checks
+    structure.  Use :class:`SGD` or :class:`Adam`.
 
     Subclasses define `_hyper` (names of the hyperparameters, which are plain
     attributes a user may change between steps, e.g. to decay `lr`), `_buffers`
@@ -102,7 +105,18 @@ class Optimizer:
         self._state = None      # {buffer name: [ndarray per leaf]}
 
     def step(self, params, grads):
-        """Return the parameters after one update with gradient `grads`."""
+        """Return the parameters after one update with gradient ``grads``.
+
+        ``params`` and ``grads`` are pytrees of floats and arrays with the same
+        structure (a ``ValueError`` otherwise).  The result is a new pytree of that
+        structure; the arrays passed in are never written to.
+
+        Examples
+        --------
+        >>> opt = fd.optim.SGD(lr=0.1)
+        >>> opt.step({"w": np.array([1.0, 2.0])}, {"w": np.array([1.0, 1.0])})
+        {'w': array([0.9, 1.9])}
+        """
         p_leaves, p_def = tree_flatten(params)
         g_leaves, g_def = tree_flatten(grads)
         if p_def != g_def:
@@ -199,6 +213,10 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional (Nesterov) momentum and L2 weight decay.
 
+    ``SGD(lr, momentum=0.0, nesterov=False, weight_decay=0.0)``; ``nesterov=True``
+    needs ``momentum > 0``.  The update of each leaf ``p`` with gradient ``grad``,
+    as ``torch.optim.SGD`` documents it::
+
         g  = grad + weight_decay * p
         b  = momentum * b + g                       (b starts at 0)
         d  = g + momentum * b   if nesterov  else  b   (d = g without momentum)
@@ -230,7 +248,11 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba), or AdamW (decoupled weight decay) with decoupled=True.
+    """Adam (Kingma & Ba), or AdamW (decoupled weight decay) with ``decoupled=True``.
+
+    ``betas`` is the pair ``(b1, b2)``.  The update of each leaf ``p`` with
+    gradient ``grad`` at step ``t``, as ``torch.optim.Adam`` and ``AdamW`` document
+    it::
 
         p  = p * (1 - lr * weight_decay)            if decoupled
         g  = grad + weight_decay * p                 if not decoupled (L2 penalty)
