@@ -130,7 +130,9 @@ class Var:
     Made by ``tape.variable(x)`` or handed to f by fd.grad and friends; never
     constructed directly.  ``float(v)`` raises (API.md 14) and so is absent here,
     as are item assignment (Vars are immutable) and ``__array__`` (a Var is not
-    converted to an ndarray): a type checker rejects them.
+    converted to an ndarray): a type checker rejects them.  NumPy's ufuncs
+    (np.sin(v)) type-check, as Any; for NumPy's other functions on Vars (np.sum(v))
+    use fastad's (fd.sum(v), v.sum()), which NumPy's stubs cannot know about.
     """
 
     __array_priority__: ClassVar[int]
@@ -153,9 +155,11 @@ class Var:
     def __reversed__(self) -> Iterator[Var]: ...
     def __getitem__(self, key: Any, /) -> Var: ...
     def __hash__(self) -> int: ...
-    # int(), bool(), indexing with a Var and comparisons are guards under fd.trace
+    # int(), bool() and comparisons are guards under fd.trace.  (__index__, which
+    # makes a Var usable as an index at run time, is left out: typeshed's float()
+    # and math.* accept any SupportsIndex, so declaring it would let float(v) and
+    # math.sin(v) pass, the very calls that raise.  Index with int(v).)
     def __int__(self) -> int: ...
-    def __index__(self) -> int: ...
     def __bool__(self) -> bool: ...
     def __add__(self, other: _VarOperand, /) -> Var: ...
     def __radd__(self, other: _VarOperand, /) -> Var: ...
@@ -988,10 +992,10 @@ def where(
 # Reductions: a Var (or a list holding Vars) gives a Var; plain numbers give a
 # float over all axes (an ndarray over some); Duals give a Dual (an object array of
 # them over some axes).
-_VarSeq: TypeAlias = Sequence[Var | _Real] | Sequence[Sequence[Var | _Real]]
-_DualSeq: TypeAlias = (
-    Sequence[Dual | _Real] | Sequence[Sequence[Dual | _Real]] | _ObjectArray
-)
+# (one Sequence, not a union of them: mypy infers a list display [v, 1.0] against
+# a single Sequence context, and as list[object] against a union of them)
+_VarSeq: TypeAlias = Sequence[Var | _Real | Sequence[Var | _Real]]
+_DualSeq: TypeAlias = Sequence[Dual | _Real | Sequence[Dual | _Real]] | _ObjectArray
 
 @overload
 def sum(x: Var, axis: _Axis | None = None, keepdims: bool = False) -> Var: ...
@@ -1148,7 +1152,7 @@ def array(obj: Var) -> Var: ...
 @overload
 def array(obj: _Real | _RealArrayLike) -> _Float64Array: ...  # type: ignore[overload-overlap]
 @overload
-def array(obj: _VarSeq | Sequence[Var | _RealArrayLike]) -> Var: ...  # type: ignore[overload-overlap]
+def array(obj: Sequence[Var | _Real | _RealArray | Sequence[Var | _Real]]) -> Var: ...  # type: ignore[overload-overlap]
 @overload
 def array(obj: Dual | _DualSeq) -> _ObjectArray: ...
 @overload
