@@ -14,8 +14,10 @@ Dual out.
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from builtins import ellipsis
 from typing import (
-    Any, ClassVar, Literal, Protocol, TypeVar, Union, final, overload, type_check_only,
+    Any, ClassVar, Literal, Protocol, SupportsIndex, TypeVar, Union, final, overload,
+    type_check_only,
 )
 
 import numpy as np
@@ -51,6 +53,13 @@ _ObjectArray: TypeAlias = NDArray[np.object_]
 _VarOperand: TypeAlias = Var | _Real | _RealArrayLike
 _DualOperand: TypeAlias = Dual | _Real | _ObjectArray
 _Axis: TypeAlias = int | tuple[int, ...]
+# An index of an array Var, as for NumPy: ints, slices, ..., None (new axis), int
+# or bool arrays and lists, a scalar Var (a guard under fd.trace), or a tuple of them.
+_Index1: TypeAlias = (
+    SupportsIndex | slice | ellipsis | None | Var
+    | NDArray[np.integer[Any] | np.bool_] | Sequence[int]
+)
+_Index: TypeAlias = _Index1 | tuple[_Index1, ...]
 
 # Pytrees: nested lists / tuples / dicts of leaves.  Sequence and Mapping (not
 # list and dict) because they are covariant: a dict[str, NDArray[float64]] is a
@@ -153,7 +162,7 @@ class Var:
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[Var]: ...
     def __reversed__(self) -> Iterator[Var]: ...
-    def __getitem__(self, key: Any, /) -> Var: ...
+    def __getitem__(self, key: _Index, /) -> Var: ...
     def __hash__(self) -> int: ...
     # int(), bool() and comparisons are guards under fd.trace.  (__index__, which
     # makes a Var usable as an index at run time, is left out: typeshed's float()

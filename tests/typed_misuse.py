@@ -40,6 +40,8 @@ with fd.Tape() as tape:
     complex(v)  # E: call-overload|arg-type
     # Vars are immutable and made by a tape
     a[0] = 1.0  # E: index
+    a["w"]  # E: index
+    a[0.5]  # E: index
     fd.Var(1.0)  # E: call-arg
     # not numbers
     fd.sin("0.5")  # E: call-overload|arg-type
