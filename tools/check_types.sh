@@ -2,8 +2,8 @@
 # Check fastad's type stubs (fastad/*.pyi) three ways:
 #
 #   1. `mypy --strict` passes on the stubs and on tests/typed_example.py, a program
-#      using the whole public API (for the running Python, and for the oldest one
-#      mypy can target, since the stubs serve every supported version);
+#      using the whole public API (for the running Python, and for the oldest
+#      supported one that mypy can target: the stubs serve every version);
 #   2. `mypy --strict` fails on tests/typed_misuse.py with exactly the errors its
 #      `# E: code` markers name, one per marked line and none elsewhere (so the
 #      stubs are not Any where it matters);
@@ -20,7 +20,6 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-python}"
-OLDEST_TARGET=3.10          # the oldest Python version mypy 2.x can check against
 
 if ! "$PY" -c "import fastad" 2> /dev/null; then
     echo "check_types: cannot import fastad from $(pwd) with $PY; build it first" \
@@ -34,6 +33,11 @@ fi
 
 # mypy's cache goes to a temporary directory, not into the checkout (stubtest
 # takes the directory from a config file only)
+# the oldest Python the package supports that this mypy can check against (mypy
+# 2.x no longer targets 3.9)
+oldest=3.9
+"$PY" -m mypy --python-version "$oldest" -c pass > /dev/null 2>&1 || oldest=3.10
+
 cache="$(mktemp -d)"
 trap 'rm -rf "$cache"' EXIT
 export MYPY_CACHE_DIR="$cache"
@@ -42,7 +46,7 @@ mypy=("$PY" -m mypy --strict --no-color-output --no-error-summary)
 status=0
 
 echo "== mypy --strict: the stubs and tests/typed_example.py ($("$PY" -m mypy --version))"
-for target in "" "$OLDEST_TARGET"; do
+for target in "" "$oldest"; do
     if ! "${mypy[@]}" ${target:+--python-version "$target"} fastad/*.pyi \
             tests/typed_example.py; then
         echo "check_types: FAILED: mypy --strict ${target:+--python-version $target }on" \
