@@ -12,9 +12,9 @@ ndarray for an array): the overloads below say which, and Var / Dual in gives Va
 Dual out.
 """
 import os
+from builtins import ellipsis
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from builtins import ellipsis
 from typing import (
     Any, ClassVar, Literal, Protocol, SupportsIndex, TypeVar, Union, final, overload,
     type_check_only,
@@ -138,10 +138,12 @@ class Var:
 
     Made by ``tape.variable(x)`` or handed to f by fd.grad and friends; never
     constructed directly.  ``float(v)`` raises (API.md 14) and so is absent here,
-    as are item assignment (Vars are immutable) and ``__array__`` (a Var is not
-    converted to an ndarray): a type checker rejects them.  NumPy's ufuncs
-    (np.sin(v)) type-check, as Any; for NumPy's other functions on Vars (np.sum(v))
-    use fastad's (fd.sum(v), v.sum()), which NumPy's stubs cannot know about.
+    as is item assignment (Vars are immutable): a type checker rejects them.  So is
+    ``__array__`` (it raises: a Var is not converted to an ndarray), which keeps a
+    Var from looking like an ArrayLike to NumPy's stubs: ``X @ w`` with an ndarray X
+    is then typed by Var's reflected operator, a Var, as at run time.  NumPy's
+    ufuncs (np.sin(v)) type-check, as Any; NumPy's other functions (np.sum(v)) do
+    not: use fastad's (fd.sum(v), v.sum()).
     """
 
     __array_priority__: ClassVar[int]

@@ -51,6 +51,7 @@ with fd.Tape() as tape:
     fd.maximum(v, None)  # E: call-overload
     # a Var in gives a Var, a float in gives a float
     plain: float = fd.exp(v)  # E: assignment
+    data: NDArray[np.float64] = X @ a  # E: assignment
     node: fd.Var = fd.exp(0.5)  # E: assignment
     # the gradient of a scalar source is a number, of an array source an array;
     # statically either, so it must be narrowed before use as one
