@@ -26,6 +26,10 @@ try:  # tangent and second-order sweeps (issue 4); absent in a partial build
 except ImportError:  # pragma: no cover - the module is part of the normal build
     _second = None
 
+# What fastad itself takes from this module (fd.trace; TracedFunction, the type of
+# what it returns); fastad/_trace.pyi types these, the rest is internal.
+__all__ = ["TracedFunction", "trace"]
+
 _F64 = np.dtype(np.float64)
 
 # Paths kept per traced function when retrace=True.  A few cover functions that
