@@ -504,7 +504,10 @@ def derivative(
 # ----------------------------------------------------------------------------------
 # 5. Trace once, evaluate many (fd.trace is in fastad/_trace.pyi)
 
-def load(path: str | os.PathLike[str]) -> TracedFunction: ...
+def load(
+    path: str | os.PathLike[str],
+    primitives: Sequence[Callable[..., Any]] | None = None,
+) -> TracedFunction: ...
 
 # ----------------------------------------------------------------------------------
 # 7. Fitting
