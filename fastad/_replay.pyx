@@ -228,6 +228,10 @@ cdef class Replay:
                  Py_ssize_t out_slot, Py_ssize_t out_size, guards=None, compact=None):
         """`compact` (5 guard arrays + src + elem) is given when loading a file;
         otherwise the guards are compacted from `guards` (the tape's list)."""
+        if out_slot >= 0 and (out_size < 1 or out_slot + out_size > tape.n):
+            # every run reads val[out_slot:out_slot + out_size] with no further check
+            raise ValueError("Replay: output slots %d..%d outside a tape of %d slots"
+                             % (out_slot, out_slot + out_size - 1, tape.n))
         self.tape = tape
         self.n_in = n_in
         self.n_param = n_param

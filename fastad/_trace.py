@@ -205,15 +205,19 @@ def _record(f, xspec, x_flat, pspec, p_flat):
         tape = tape_copy(scratch)
         if scratch.spans is not None:      # wengert()'s names of array ops
             tape.spans = _pyarray("q", scratch.spans)
+    if type(out) is Var and size == 0:
+        # an empty output depends on nothing: keep it as a constant (its Var's slot
+        # may lie past the end of the right-sized tape, so no replay may read it)
+        return Path(Replay(tape, xspec.size, pspec.size, -1, 0), shape, np.zeros(shape))
     if type(out) is Var:
-        rp = Replay(tape, xspec.size, pspec.size, slot, max(size, 1))
+        rp = Replay(tape, xspec.size, pspec.size, slot, size)
         return Path(rp, shape, None)
     if isinstance(out, (bool, np.bool_)) or out is None or isinstance(out, (str, bytes)):
         raise TypeError("fd.trace: f must return a number, an array or a Var, got %s"
                         % type(out).__name__)
     arr = _leaf_array(out, "the output of f")
     const = float(arr) if arr.ndim == 0 else arr.copy()
-    rp = Replay(tape, xspec.size, pspec.size, -1, max(arr.size, 1))
+    rp = Replay(tape, xspec.size, pspec.size, -1, arr.size)
     return Path(rp, arr.shape, const)
 
 

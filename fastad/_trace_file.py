@@ -448,7 +448,7 @@ def _read(reader, source, primitives):
     if version == 1 and rec_len:
         raise _Bad(_V1_RECORDS)
     if (not 1 + n_in + n_param <= n <= MAX_SLOTS or ng > MAX_SLOTS or n_lines > MAX_SLOTS
-            or out_size < 1 or out1 > n or (out1 and out1 - 1 + out_size > n)
+            or (out1 and out_size < 1) or out1 > n or (out1 and out1 - 1 + out_size > n)
             or (not out1 and out_size > MAX_SLOTS)):
         raise _Bad("the header's counts are out of range")
     sizes = ([n * np.dtype(dt).itemsize for _, dt in _SLOT_FIELDS]
