@@ -23,20 +23,14 @@ from libc.stdint cimport uint8_t, int32_t
 import numpy as np
 cimport numpy as cnp
 
-from fastad._tape cimport (Tape, Var, new_var, as_float_array, fad_op_name, common_tape,
-                           normalize_axes, FAD_BLOCK, FAD_NUM_SCALAR_OPS)
+from fastad._core cimport (fad_op_name, fad_value_array, fad_vjp_array, FAD_BLOCK,
+                           FAD_NUM_SCALAR_OPS)
+from fastad._tape cimport (Tape, Var, new_var, as_float_array, common_tape,
+                           normalize_axes)
 from fastad._tape import OP_INFO, current_tape
 import fastad._tape as _tape
 
 cnp.import_array()
-
-cdef extern from "fastad_vec.h" nogil:
-    int fad_value_array(int op, Py_ssize_t n, const double *A, Py_ssize_t sa,
-                        const double *B, Py_ssize_t sb, double *R)
-    int fad_vjp_array(int op, Py_ssize_t n, const double *A, Py_ssize_t sa,
-                      const double *B, Py_ssize_t sb, const double *R,
-                      const double *G, double *GA, Py_ssize_t sga,
-                      double *GB, Py_ssize_t sgb)
 
 # Arrays smaller than this keep the core's per-element scalar slots.  Recording
 # costs about the same on both paths up to ~64 elements (a record's fixed ~5 us of

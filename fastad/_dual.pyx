@@ -16,26 +16,11 @@ import numpy as np
 import fastad._tape as _tape
 from fastad._tape cimport int_to_double
 
-cdef extern from "fastad_ops.h" nogil:
-    enum:
-        FAD_NUM_SCALAR_OPS
-        FAD_KIND_BINARY
-        FAD_COPY
-        FAD_NEG
-        FAD_ABS
-        FAD_SQUARE
-        FAD_ADD
-        FAD_SUB
-        FAD_MUL
-        FAD_DIV
-        FAD_POW
-        FAD_MOD
-        FAD_FLOORDIV
-        FAD_EXP
-        FAD_LOG1P
-        FAD_SOFTPLUS
-    const unsigned char fad_op_kind[]
-    double fad_eval(int op, double x, double y, double *dx, double *dy)
+from fastad._core cimport (
+    fad_eval, fad_op_kind, FAD_NUM_SCALAR_OPS, FAD_KIND_BINARY, FAD_COPY, FAD_NEG,
+    FAD_ABS, FAD_SQUARE, FAD_ADD, FAD_SUB, FAD_MUL, FAD_DIV, FAD_POW, FAD_MOD,
+    FAD_FLOORDIV, FAD_EXP, FAD_LOG1P, FAD_SOFTPLUS,
+)
 
 
 # float() / complex() of a Dual (see Dual.__float__)

@@ -25,9 +25,10 @@ import threading
 import numpy as np
 cimport numpy as cnp
 
-from fastad._tape cimport (Tape, fad_eval, fad_second, fad_op_kind, FAD_NUM_SCALAR_OPS,
+from fastad._core cimport (fad_eval, fad_second, fad_op_kind, FAD_NUM_SCALAR_OPS,
                            FAD_KIND_LEAF, FAD_KIND_UNARY, FAD_KIND_CONST,
-                           FAD_KIND_BINARY, FAD_BLOCK, Var, new_array_var)
+                           FAD_KIND_BINARY, FAD_BLOCK)
+from fastad._tape cimport Tape, Var, new_array_var
 
 cnp.import_array()
 

@@ -21,6 +21,7 @@ from array import array as _pyarray
 import numpy as np
 cimport numpy as cnp
 
+from fastad._core cimport *
 from fastad._errors import TapeError
 
 cnp.import_array()
