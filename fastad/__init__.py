@@ -23,8 +23,7 @@ from fastad._dual import Dual
 from fastad._forward import jvp, vjp, jacobian, hessian, hvp, derivative
 from fastad import optim, nn
 from fastad._minimize import minimize
-from fastad._trace import trace
-from fastad._trace_file import load
+from fastad._trace import trace, load
 
 abs = _abs_op
 

@@ -1382,7 +1382,8 @@ cdef object _exp_argument(Var x):
                 break
         else:
             return None
-        if not (type(rec).__name__ == "ElementwiseRecord" and rec.op == FAD_EXP
+        # an elementwise record (the only kind with an op code) of exp
+        if not (getattr(rec, "op", -1) == FAD_EXP
                 and rec.slots[0] >= 0 and s + m <= rec.base + rec.size):
             return None
         a0 = rec.slots[0] + (s - rec.base)     # unary: input laid out as the output
