@@ -40,8 +40,10 @@ def test_the_op_table_headers_are_declared_to_cython_once():
 # gets a place on purpose.  Lazy imports (inside functions) count like the rest:
 # they are edges all the same, only later.
 LAYERS = [
-    # imports nothing from fastad's other layers: errors, pytrees, C declarations
-    {"_errors", "_pytree", "_core"},
+    # imports nothing from fastad's other layers: errors, pytrees, C declarations,
+    # and the registry of array primitives (data the core reads to reach the
+    # layers above it)
+    {"_errors", "_pytree", "_core", "_registry"},
     # the core: tape, Var, scalar recording and the reverse sweep
     {"_tape"},
     # Dual numbers.  The design has them beside the core (no tape import); today
@@ -52,8 +54,8 @@ LAYERS = [
     {"_arrays"},
     # sweeps over finished tapes, replay, the scratch-tape pool
     {"_second", "_replay", "_scratch"},
-    # array functions on top of records and slots
-    {"_array_math", "_math", "_dual_collections", "_numpy_dispatch"},
+    # array functions on top of records and slots, and their declarations
+    {"_array_math", "_math", "_dual_collections", "_prims"},
     # tracing and the trace file format (spec < file format < _trace: no cycle)
     {"_trace_spec", "_record_codec", "_trace_file", "_trace"},
     # the transformations and the libraries built on them
@@ -174,6 +176,10 @@ def test_the_import_graph_is_read():
     assert "_trace_spec" in g["_trace_file"]
     assert "_forward" in g["_minimize"]            # lazy, inside a function
     assert "__init__" in g["__main__"]
+
+
+def test_the_registry_imports_nothing_from_fastad():
+    assert _imports()["_registry"] == set()
 
 
 def test_every_module_has_a_layer():
