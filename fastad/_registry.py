@@ -18,7 +18,6 @@ operands) include such a class goes to the one of highest level; any other call
 goes to `impl`.  Dual (level 1) is the only one today; Var's operations still live
 in `impl`, so Var sets neither.
 """
-from dataclasses import dataclass
 import functools
 
 import numpy as np
@@ -37,22 +36,46 @@ KINDS = ("elementwise", "linear", "multilinear", "piecewise_linear", "nonlinear"
          "front_end", "comparison", "query")
 
 
-@dataclass(frozen=True, eq=False)
 class Primitive:
-    """One array operation (see the module docstring)."""
-    name: str                     # unique
-    impl: object                  # impl(*operands, **params): floats, arrays, Vars
-    kind: str
-    numpy: tuple = ()             # NumPy callables (ufuncs too) it answers to on Vars
-    methods: tuple = ()           # Var methods and operators it backs
-    public: object = None         # fd.<public>, or None
-    parse: object = None          # NumPy-style (*args, **kwargs) -> (operands, params)
-    op: int = -1                  # elementwise: the op-table code
-    dual: object = None           # the same call over Duals (lists, object arrays)
-    reduce: object = None         # elementwise: the entry ufunc.reduce means ("sum")
-    record: object = None         # the record form the core calls for large arrays
-                                  # (returns NotImplemented below the size threshold)
-    tests: tuple = ()             # rows of tests/test_registry.py: (shapes, params)
+    """One array operation (see the module docstring).  Immutable once made.
+
+    A plain class with __slots__ rather than a dataclass: dataclasses cost ~3 ms of
+    import time to generate their methods, and slots make attribute reads (which
+    the core does on every array op) cheaper."""
+
+    __slots__ = (
+        "name",      # unique
+        "impl",      # impl(*operands, **params): floats, arrays, Vars
+        "kind",      # one of KINDS
+        "numpy",     # NumPy callables (ufuncs too) it answers to on Vars
+        "methods",   # Var methods and operators it backs
+        "public",    # fd.<public>, or None
+        "parse",     # NumPy-style (*args, **kwargs) -> (operands, params)
+        "op",        # elementwise: the op-table code, else -1
+        "dual",      # the same call over Duals (lists, object arrays), or None
+        "reduce",    # elementwise: the entry ufunc.reduce means ("sum"), or None
+        "record",    # the record form the core calls for large arrays (it returns
+                     # NotImplemented below the size threshold), or None
+        "tests",     # rows of tests/test_registry.py: (shapes, params, domain)
+    )
+
+    def __init__(self, name, impl, kind, numpy=(), methods=(), public=None, parse=None,
+                 op=-1, dual=None, reduce=None, record=None, tests=()):
+        for field, value in (("name", name), ("impl", impl), ("kind", kind),
+                             ("numpy", tuple(numpy)), ("methods", tuple(methods)),
+                             ("public", public), ("parse", parse), ("op", op),
+                             ("dual", dual), ("reduce", reduce), ("record", record),
+                             ("tests", tuple(tests))):
+            object.__setattr__(self, field, value)
+
+    def __setattr__(self, field, value):
+        raise AttributeError("a Primitive is immutable (declare another one)")
+
+    def __delattr__(self, field):
+        raise AttributeError("a Primitive is immutable")
+
+    def __repr__(self):
+        return "<fastad primitive %s (%s)>" % (self.name, self.kind)
 
 
 # The table, and its indexes.  Filled by declare() when fastad._prims is imported

@@ -113,6 +113,15 @@ def test_one_elementwise_entry_per_op_table_row_in_order():
     assert entries == rows
 
 
+def test_entries_are_immutable():
+    prim = REGISTRY["sum"]
+    with pytest.raises(AttributeError):
+        prim.impl = None
+    with pytest.raises(AttributeError):
+        del prim.name
+    assert prim.impl is fd.sum.__wrapped__
+
+
 def test_names_and_claims_are_unique(monkeypatch):
     for table in ("REGISTRY", "BY_NUMPY", "BY_OP", "BY_UFUNC_NAME", "METHODS", "PUBLIC"):
         monkeypatch.setattr(_registry, table, dict(getattr(_registry, table)))
