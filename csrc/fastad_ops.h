@@ -7,7 +7,9 @@
  *   - the op-code enum and the name/arity tables below;
  *   - fad_eval() (value and first partials: recording and replay) and
  *     fad_second() (second partials: forward-over-reverse sweeps);
- *   - fastad/_ops.pxi, by tools/gen_ops.py at build time: the Python-level math
+ *   - by tools/gen_ops.py at build time: fastad/_op_codes.pxi, the op codes for
+ *     fastad/_core.pxd (the one Cython declaration of this header), and
+ *     fastad/_ops.pxi, the Python-level math
  *     functions (fd.sin, ...) and the table tests walk (tests/test_primitives.py).
  * Adding a primitive is one row here plus its test expectations.
  *

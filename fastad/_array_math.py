@@ -1,7 +1,7 @@
 """Array functions on top of the array records: softmax, log_softmax, max/min
-reductions, squeeze, expand_dims.  Importing this module registers the records
-(fastad._arrays) with the core, so large elementwise ops, sums, matmul and dot
-become one NumPy-kernel record each instead of one scalar slot per element.
+reductions, squeeze, expand_dims.  (Large elementwise ops, sums, matmul and dot
+become one NumPy-kernel record each, fastad._arrays, through the record forms
+declared in fastad._prims.)
 
 Small arrays (fewer than _arrays.RECORD_MIN_SIZE elements) are composed from the
 op table's scalar primitives instead, which every sweep (second order included)
@@ -14,8 +14,6 @@ from fastad._tape import (OP_INFO, Var, exp, finite_guard, floor, log, normalize
                           span_end, span_start, sum as _sum, where)
 
 _MAXIMUM = next(code for code, name, arity, dom in OP_INFO if name == "maximum")
-
-_tape._register_array_ops(_arrays)
 
 
 def _big(x):

@@ -9,7 +9,8 @@
 # written by a NumPy kernel, plus an object in tape.records whose
 #     backward(adj)      adds the vector-Jacobian product into its inputs' adjoints,
 #     forward(val)       recomputes its block from its inputs' slots (trace replay),
-#     tangent(val, tan)  writes its block's tangents from its inputs' (forward mode).
+#     tangent(val, tan)  writes its block's tangents from its inputs' (forward mode),
+#     hvp(val, tan, adj, adj_dot)   second order (forward over reverse), below.
 # Inputs are Vars (blocks of consecutive slots, so their adjoints are contiguous
 # views of the adjoint buffer) or constants (held by the record).
 #
@@ -23,20 +24,14 @@ from libc.stdint cimport uint8_t, int32_t
 import numpy as np
 cimport numpy as cnp
 
-from fastad._tape cimport (Tape, Var, new_var, as_float_array, fad_op_name, common_tape,
-                           normalize_axes, FAD_BLOCK, FAD_NUM_SCALAR_OPS)
+from fastad._core cimport (fad_op_name, fad_second, fad_value_array, fad_vjp_array,
+                           FAD_BLOCK, FAD_NUM_SCALAR_OPS)
+from fastad._tape cimport (Tape, Var, new_var, as_float_array, common_tape,
+                           normalize_axes)
 from fastad._tape import OP_INFO, current_tape
 import fastad._tape as _tape
 
 cnp.import_array()
-
-cdef extern from "fastad_vec.h" nogil:
-    int fad_value_array(int op, Py_ssize_t n, const double *A, Py_ssize_t sa,
-                        const double *B, Py_ssize_t sb, double *R)
-    int fad_vjp_array(int op, Py_ssize_t n, const double *A, Py_ssize_t sa,
-                      const double *B, Py_ssize_t sb, const double *R,
-                      const double *G, double *GA, Py_ssize_t sga,
-                      double *GB, Py_ssize_t sgb)
 
 # Arrays smaller than this keep the core's per-element scalar slots.  Recording
 # costs about the same on both paths up to ~64 elements (a record's fixed ~5 us of
@@ -155,7 +150,8 @@ cdef _accumulate(object adj, Py_ssize_t slot, object shape, object g):
 cdef class ArrayRecord:
     """One array op on the tape.  Subclasses set name and implement
     _compute(values) -> output, _vjp(g, values, out) -> [gradient per input or None],
-    _jvp(values, tangents, out) -> output tangent."""
+    _jvp(values, tangents, out) -> output tangent, and
+    _curvature(grads, g, tans, values, out): the second-order term (below)."""
     cdef public Py_ssize_t base, size
     cdef public str name
     cdef public object out_shape
@@ -198,9 +194,30 @@ cdef class ArrayRecord:
 
     def hvp(self, val, tan, adj, adj_dot):
         """Second order (forward over reverse): adj_dot[inputs] += J^T adj_dot[block]
-        + (d/de J(x + e tan)^T) adj[block]; the rules live in fastad._second."""
-        from fastad._second import record_hvp
-        record_hvp(self, val, tan, adj, adj_dot)
+        + (d/de J(x + e tan)^T) adj[block].  The first term is the record's own
+        vector-Jacobian product; the second, the curvature, is each subclass's
+        _curvature (fastad._second's sweeps call this, knowing no record class)."""
+        self._load(val)
+        values, slots, shapes = self.values, self.slots, self.shapes
+        out = self.out if self.out is not None else self._compute(values)
+        b0, b1 = self.base, self.base + self.size
+        g = np.asarray(adj[b0:b1]).reshape(self.out_shape)
+        gd = np.asarray(adj_dot[b0:b1]).reshape(self.out_shape)
+        tans = [None if s < 0 else np.asarray(tan[s:s + int(np.prod(sh, dtype=np.int64))])
+                .reshape(sh) for s, sh in zip(slots, shapes)]
+        grads = list(self._vjp(gd, values, out))
+        self._curvature(grads, g, tans, values, out)
+        for s, sh, gi in zip(slots, shapes, grads):
+            if s >= 0 and gi is not None:
+                size = int(np.prod(sh, dtype=np.int64))
+                view = adj_dot[s:s + size]
+                view += np.asarray(unbroadcast(np.asarray(gi), sh),
+                                   dtype=np.float64).reshape(-1)
+
+    def _curvature(self, grads, g, tans, values, out):
+        """grads[i] += (d/de J_i(x + e tans)^T) g for every operand i with a gradient
+        (grads[i] not None).  A record class without a rule refuses second order."""
+        raise TypeError("the array operation %r has no second-order rule" % self.name)
 
     def __repr__(self):
         return "<%s record: slots %d..%d>" % (self.name, self.base,
@@ -402,6 +419,38 @@ cdef class ElementwiseRecord(ArrayRecord):
         ga, gb = self._partials(g, self.out_shape)
         return [ga, gb][:self.arity]
 
+    def _curvature(self, grads, g, tans, values, out):
+        # the second partials come from the op table, like the first ones
+        shape = self.out_shape
+        a = np.broadcast_to(values[0], shape)
+        b = np.broadcast_to(values[1], shape) if self.arity == 2 else a
+        hxx, hxy, hyy = _second_partials(self.op, self.arity, a, b, out)
+        ta = np.broadcast_to(tans[0], shape) if tans[0] is not None else 0.0
+        tb = np.broadcast_to(tans[1], shape) if self.arity == 2 and tans[1] is not None \
+            else 0.0
+        with np.errstate(all="ignore"):
+            if grads[0] is not None:
+                grads[0] = grads[0] + unbroadcast(g * (hxx * ta + hxy * tb), self.shapes[0])
+            if self.arity == 2 and grads[1] is not None:
+                grads[1] = grads[1] + unbroadcast(g * (hxy * ta + hyy * tb), self.shapes[1])
+
+
+cdef object _second_partials(int op, int arity, object a, object b, object r):
+    """Arrays (dxx, dxy, dyy) of fad_second over broadcast operands."""
+    cdef const double[::1] av = np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
+    cdef const double[::1] bv = np.ascontiguousarray(b, dtype=np.float64).reshape(-1)
+    cdef const double[::1] rv = np.ascontiguousarray(r, dtype=np.float64).reshape(-1)
+    n = av.shape[0]
+    hxx = np.empty(n)
+    hxy = np.empty(n)
+    hyy = np.empty(n)
+    cdef double[::1] xx = hxx, xy = hxy, yy = hyy
+    cdef Py_ssize_t i
+    for i in range(n):
+        fad_second(op, av[i], bv[i] if arity == 2 else 0.0, rv[i], &xx[i], &xy[i], &yy[i])
+    shape = np.shape(r)
+    return hxx.reshape(shape), hxy.reshape(shape), hyy.reshape(shape)
+
 
 def elementwise(int op, x, y=None):
     """Record op(x) or op(x, y) (NumPy broadcasting) as one record, or return
@@ -457,6 +506,23 @@ cdef class MatmulRecord(ArrayRecord):
         if tans[1] is not None:
             t = t + np.matmul(a, tans[1])
         return t
+
+    def _curvature(self, grads, g, tans, values, out):
+        _multilinear_curvature(self, grads, g, tans, values, out)
+
+
+def _multilinear_curvature(rec, grads, g, tans, values, out):
+    """The curvature of a record linear in each operand (matmul, einsum): the
+    derivative of operand j's gradient along operand i's tangent is j's vector-
+    Jacobian product with operand i replaced by its tangent."""
+    for i, ti in enumerate(tans):
+        if ti is None:
+            continue
+        swapped = list(values)
+        swapped[i] = ti
+        for j, gj in enumerate(rec._vjp(g, swapped, out)):
+            if j != i and gj is not None and grads[j] is not None:
+                grads[j] = grads[j] + gj
 
 
 cdef bint _has_var(tuple operands):
@@ -554,6 +620,9 @@ cdef class EinsumRecord(ArrayRecord):
                 vs[i] = tans[i]
                 t = t + self._compute(vs)
         return t
+
+    def _curvature(self, grads, g, tans, values, out):
+        _multilinear_curvature(self, grads, g, tans, values, out)
 
 
 def einsum(subscripts, *operands):
@@ -655,6 +724,9 @@ cdef class ReduceRecord(ArrayRecord):
         return np.sum(t * self._weights(values[0], out), axis=self.axes,
                       keepdims=self.keepdims)
 
+    def _curvature(self, grads, g, tans, values, out):
+        pass  # sum and mean are linear, max and min piecewise linear: no curvature
+
 
 cdef tuple _keep_shape(tuple shape, tuple axes):
     return tuple([1 if i in axes else d for i, d in enumerate(shape)])
@@ -753,6 +825,24 @@ cdef class SoftmaxRecord(ArrayRecord):
             return t - s
         return p * (t - s)
 
+    def _curvature(self, grads, g, tans, values, out):
+        if grads[0] is None:
+            return
+        x, t = values[0], tans[0]
+        p = self._probs(x, out)
+        ax = self.axes
+        with np.errstate(all="ignore"):
+            dp = p * (t - np.sum(p * t, axis=ax, keepdims=True))
+            if self.kind == "logsumexp":
+                G = g if self.keepdims else np.expand_dims(g, ax)
+                c = G * dp
+            elif self.kind == "log_softmax":
+                c = -dp * np.sum(g, axis=ax, keepdims=True)
+            else:
+                c = dp * (g - np.sum(g * p, axis=ax, keepdims=True)) \
+                    - p * np.sum(g * dp, axis=ax, keepdims=True)
+        grads[0] = grads[0] + c
+
 
 def softmax_like(str kind, x, axis, keepdims=False):
     xv = _value(x, "x")
@@ -783,6 +873,9 @@ cdef class LayoutRecord(ArrayRecord):
 
     def _jvp(self, values, tans, out):
         return self._compute([tans[0]])
+
+    def _curvature(self, grads, g, tans, values, out):
+        pass  # linear: no curvature
 
 
 def reshape(x, shape):

@@ -14,28 +14,14 @@ import numbers
 import numpy as np
 
 import fastad._tape as _tape
+from fastad import _registry
 from fastad._tape cimport int_to_double
 
-cdef extern from "fastad_ops.h" nogil:
-    enum:
-        FAD_NUM_SCALAR_OPS
-        FAD_KIND_BINARY
-        FAD_COPY
-        FAD_NEG
-        FAD_ABS
-        FAD_SQUARE
-        FAD_ADD
-        FAD_SUB
-        FAD_MUL
-        FAD_DIV
-        FAD_POW
-        FAD_MOD
-        FAD_FLOORDIV
-        FAD_EXP
-        FAD_LOG1P
-        FAD_SOFTPLUS
-    const unsigned char fad_op_kind[]
-    double fad_eval(int op, double x, double y, double *dx, double *dy)
+from fastad._core cimport (
+    fad_eval, fad_op_kind, FAD_NUM_SCALAR_OPS, FAD_KIND_BINARY, FAD_COPY, FAD_NEG,
+    FAD_ABS, FAD_SQUARE, FAD_ADD, FAD_SUB, FAD_MUL, FAD_DIV, FAD_POW, FAD_MOD,
+    FAD_FLOORDIV, FAD_EXP, FAD_LOG1P, FAD_SOFTPLUS,
+)
 
 
 # float() / complex() of a Dual (see Dual.__float__)
@@ -191,33 +177,13 @@ cdef object _over_array(int op, Dual d, object arr, bint arr_first):
     return out
 
 
-def apply1(int op, x):
-    """fd.<unary function>(x) for a Dual or an object array of Duals (registered
-    with fastad._tape)."""
-    return _map1(op, x)
-
-
-def apply2(int op, x, y):
-    """fd.<binary function>(x, y) where x or y is a Dual or an object array."""
-    return _map2(op, x, y)
-
-
-# NumPy ufuncs that are rows of the op table under another name.
-_UFUNC_ALIASES = {"absolute": "abs", "fabs": "abs", "remainder": "mod",
-                  "true_divide": "divide", "conjugate": "positive"}
-
-
-def _ufunc_table():
-    table = {}
-    for code, name, arity, _ in _tape.OP_INFO:
-        table[name] = (code, arity)
-    for alias, name in _UFUNC_ALIASES.items():
-        if name in table:
-            table[alias] = table[name]
-    return table
-
-
-_UFUNCS = _ufunc_table()
+cdef int _elementwise_op(object prim, int nin):
+    """The op code of an elementwise registry entry of arity nin, or -1."""
+    if prim is None or prim.op < 0:
+        return -1
+    if (fad_op_kind[prim.op] == FAD_KIND_BINARY) != (nin == 2):
+        return -1
+    return prim.op
 
 
 cdef object _map1(int op, object x):
@@ -427,21 +393,37 @@ cdef class Dual:
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if method != "__call__" or kwargs:
             return NotImplemented
-        entry = _UFUNCS.get(ufunc.__name__)
-        if entry is None or entry[1] != ufunc.nin:
+        cdef int op = _elementwise_op(_registry.ufunc_entry(ufunc), ufunc.nin)
+        if op < 0:
             return NotImplemented
         if ufunc.nin == 1:
-            return _map1(entry[0], inputs[0])
-        return _map2(entry[0], inputs[0], inputs[1])
+            return _map1(op, inputs[0])
+        return _map2(op, inputs[0], inputs[1])
 
     def __getattr__(self, name):
         # NumPy's object-dtype loops call x.sin(), x.exp(), ... on each element, so
         # np.sin(array_of_duals) works through the same table rows.
-        entry = _UFUNCS.get(name)
-        if entry is None or entry[1] != 1:
+        cdef int op = _elementwise_op(_registry.BY_UFUNC_NAME.get(name), 1)
+        if op < 0:
             raise AttributeError("'Dual' object has no attribute %r" % name)
-        op = entry[0]
         return lambda: _dual1(op, self)
+
+    # -- routing by the registry (fastad._registry): a call of an array primitive
+    # whose operands hold a Dual comes here --------------------------------------
+
+    __fastad_level__ = 1
+
+    @staticmethod
+    def __fastad_bind__(prim, operands, params):
+        """prim on operands holding Duals: an op-table row by Dual arithmetic (the
+        rows' own partials), any other entry by its form over Duals."""
+        if prim.op >= 0:
+            if len(operands) == 1:
+                return _map1(prim.op, operands[0])
+            return _map2(prim.op, operands[0], operands[1])
+        if prim.dual is None:
+            raise TypeError("fastad: %s is not supported on Duals" % prim.name)
+        return prim.dual(*operands, **params)
 
     # -- reductions of a scalar (fd.sum(d) and friends) --------------------------------
 
@@ -453,8 +435,6 @@ cdef class Dual:
         """The Dual itself (the mean of one scalar), as ``np.mean`` of a scalar."""
         return self
 
-
-_tape._register_dual(Dual, apply1, apply2)
 
 
 def _test_scale(double d, t):

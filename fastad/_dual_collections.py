@@ -3,27 +3,14 @@
 A Dual's value is a number (API.md section 4), so several Duals travel as a list,
 a tuple or a NumPy object array of Duals.  NumPy's object-dtype reductions and
 contractions call Dual's own + and *, so every rule still comes from the op table;
-this module only shapes the collections.  fastad/__init__.py wraps the public
-functions with `dual_aware`, so code without Duals never reaches this module.
+this module only shapes the collections.  Each function is the `dual` form of
+its entry in fastad._prims: fastad._registry routes a call whose operands hold a
+Dual here, so code without Duals never reaches this module.
 """
-import functools
-
 import numpy as np
 
 from fastad._dual import Dual
 from fastad._tape import exp, log
-
-
-def has_dual(x):
-    """True when x is a Dual or a (nested) list/tuple/object array holding one."""
-    t = type(x)
-    if t is Dual:
-        return True
-    if t is np.ndarray:
-        return x.dtype == object and any(type(e) is Dual for e in x.flat)
-    if t is list or t is tuple:
-        return any(has_dual(e) for e in x)
-    return False
 
 
 def as_objects(x):
@@ -143,13 +130,3 @@ def softmax(x, axis=-1):
 def log_softmax(x, axis=-1):
     arr = as_objects(x)
     return arr - logsumexp(arr, axis=axis, keepdims=True)
-
-
-def dual_aware(fn, impl):
-    """fn, except that calls whose arguments hold Duals go to impl."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if any(has_dual(a) for a in args) or any(has_dual(v) for v in kwargs.values()):
-            return impl(*args, **kwargs)
-        return fn(*args, **kwargs)
-    return wrapper

@@ -1,37 +1,14 @@
 """The functional API of reverse mode: fd.grad, fd.value_and_grad, fd.check_grad."""
 import contextlib
 import numbers
-import threading
 
 import numpy as np
 
 from fastad._errors import GradientCheckError
 from fastad._pytree import tree_flatten, tree_unflatten
-from fastad._tape import (Tape, Var, _set_debug_nans, as_source_dtype, float_array,
+from fastad._scratch import _pool, _scratch_tape
+from fastad._tape import (Var, _set_debug_nans, as_source_dtype, float_array,
                           leaf_variable, source_dtype)
-
-_pool = threading.local()
-
-
-@contextlib.contextmanager
-def _scratch_tape():
-    """A tape for one call, taken from a per-thread pool and reset afterwards.
-
-    Reusing tapes keeps their grown arrays: the second call of fd.grad(f) on a
-    large function allocates nothing.  Calls may nest (f may call fd.grad itself);
-    each level takes its own tape.
-    """
-    idle = getattr(_pool, "idle", None)
-    if idle is None:
-        idle = _pool.idle = []
-    tape = idle.pop() if idle else Tape()
-    try:
-        with tape:
-            yield tape
-    finally:
-        tape._recycle()       # reset, and shrink after a peak far above this call
-        if len(idle) < 4:
-            idle.append(tape)
 
 
 def release_memory():

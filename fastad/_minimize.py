@@ -188,12 +188,12 @@ def _untraced(flat_f, args):
         return value, np.asarray(g, dtype=np.float64)
 
     def hessp(v, p):
-        from fastad import hvp   # forward-over-reverse, loaded only when a method needs it
+        from fastad._forward import hvp   # forward-over-reverse, loaded only when a method needs it
         return np.asarray(hvp(lambda x: flat_f(x, *args))(
             np.array(v, dtype=np.float64), np.array(p, dtype=np.float64)), dtype=np.float64)
 
     def hess(v):
-        from fastad import hessian
+        from fastad._forward import hessian
         return np.asarray(hessian(lambda x: flat_f(x, *args))(
             np.array(v, dtype=np.float64)), dtype=np.float64)
 
@@ -202,13 +202,10 @@ def _untraced(flat_f, args):
 
 def _traced(flat_f, x0, args):
     try:
-        from fastad import trace
+        from fastad._trace import trace
     except ImportError:
-        try:
-            from fastad._trace import trace
-        except ImportError:
-            raise ImportError("minimize(trace=True) needs fd.trace, which this build of "
-                              "fastad does not have") from None
+        raise ImportError("minimize(trace=True) needs fd.trace, which this build of "
+                          "fastad does not have") from None
     tf = trace(flat_f, x0.copy(), *args, retrace=True)
 
     def fun(v):

@@ -30,11 +30,11 @@ import numpy as np
 cimport numpy as cnp
 
 from fastad._errors import TraceError
-from fastad._tape cimport (
-    Tape, Var, new_var, leaf_block, as_float_array, sweep_scalar, fad_eval, fad_op_kind,
-    FAD_VAR, FAD_PARAM, FAD_CONST, FAD_BLOCK, FAD_NUM_SCALAR_OPS,
+from fastad._core cimport (
+    fad_eval, fad_op_kind, FAD_VAR, FAD_PARAM, FAD_CONST, FAD_BLOCK, FAD_NUM_SCALAR_OPS,
     FAD_KIND_LEAF, FAD_KIND_UNARY, FAD_KIND_CONST, FAD_KIND_BINARY,
 )
+from fastad._tape cimport Tape, Var, new_var, leaf_block, as_float_array, sweep_scalar
 
 cnp.import_array()
 

@@ -25,9 +25,10 @@ import threading
 import numpy as np
 cimport numpy as cnp
 
-from fastad._tape cimport (Tape, fad_eval, fad_second, fad_op_kind, FAD_NUM_SCALAR_OPS,
+from fastad._core cimport (fad_eval, fad_second, fad_op_kind, FAD_NUM_SCALAR_OPS,
                            FAD_KIND_LEAF, FAD_KIND_UNARY, FAD_KIND_CONST,
-                           FAD_KIND_BINARY, FAD_BLOCK, Var, new_array_var)
+                           FAD_KIND_BINARY, FAD_BLOCK)
+from fastad._tape cimport Tape, Var, new_array_var
 
 cnp.import_array()
 
@@ -544,94 +545,3 @@ def _test_new_array_var(Tape tape, Py_ssize_t base, shape):
     """An array Var over the block [base, base + prod(shape)) of the tape."""
     vals = np.asarray(<double[:tape.n]>tape.val)[base:base + int(np.prod(shape))]
     return new_array_var(tape, base, vals.reshape(shape))
-
-
-# ----------------------------------------------------------------------------------
-# Second order through the array records of fastad._arrays
-#
-# rec.hvp(val, tan, adj, adj_dot) of those records lands here: the J^T adj_dot part
-# is the record's own vector-Jacobian product; the curvature part (the derivative of
-# J^T adj along the tangent) is written per kind of record.  Multilinear records
-# (matmul, einsum) get it from their own _vjp with one operand replaced by its
-# tangent; linear and piecewise-linear ones (layout, sum/mean/max/min) have none;
-# elementwise records read the second partials from the op table.
-
-cdef object _second_partials(int op, int arity, object a, object b, object r):
-    """Arrays (dxx, dxy, dyy) of fad_second over broadcast operands."""
-    cdef const double[::1] av = np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
-    cdef const double[::1] bv = np.ascontiguousarray(b, dtype=np.float64).reshape(-1)
-    cdef const double[::1] rv = np.ascontiguousarray(r, dtype=np.float64).reshape(-1)
-    n = av.shape[0]
-    hxx = np.empty(n)
-    hxy = np.empty(n)
-    hyy = np.empty(n)
-    cdef double[::1] xx = hxx, xy = hxy, yy = hyy
-    cdef Py_ssize_t i
-    for i in range(n):
-        fad_second(op, av[i], bv[i] if arity == 2 else 0.0, rv[i], &xx[i], &xy[i], &yy[i])
-    shape = np.shape(r)
-    return hxx.reshape(shape), hxy.reshape(shape), hyy.reshape(shape)
-
-
-def _softmax_curvature(rec, x, t, g, out):
-    p = rec._probs(x, out)
-    ax = rec.axes
-    with np.errstate(all="ignore"):
-        dp = p * (t - np.sum(p * t, axis=ax, keepdims=True))
-        if rec.kind == "logsumexp":
-            G = g if rec.keepdims else np.expand_dims(g, ax)
-            return G * dp
-        if rec.kind == "log_softmax":
-            return -dp * np.sum(g, axis=ax, keepdims=True)
-        return dp * (g - np.sum(g * p, axis=ax, keepdims=True)) \
-            - p * np.sum(g * dp, axis=ax, keepdims=True)
-
-
-def record_hvp(rec, val, tan, adj, adj_dot):
-    """adj_dot[inputs] += J^T adj_dot[block] + (d/de J(x + e tan)^T) adj[block]."""
-    from fastad._arrays import unbroadcast
-    kind = type(rec).__name__
-    rec._load(val)
-    values, slots, shapes = rec.values, rec.slots, rec.shapes
-    out = rec.out if rec.out is not None else rec._compute(values)
-    b0, b1 = rec.base, rec.base + rec.size
-    g = np.asarray(adj[b0:b1]).reshape(rec.out_shape)
-    gd = np.asarray(adj_dot[b0:b1]).reshape(rec.out_shape)
-    tans = [None if s < 0 else np.asarray(tan[s:s + int(np.prod(sh, dtype=np.int64))])
-            .reshape(sh) for s, sh in zip(slots, shapes)]
-    grads = list(rec._vjp(gd, values, out))
-    if kind in ("MatmulRecord", "EinsumRecord"):
-        for i, ti in enumerate(tans):
-            if ti is None:
-                continue
-            swapped = list(values)
-            swapped[i] = ti
-            for j, gj in enumerate(rec._vjp(g, swapped, out)):
-                if j != i and gj is not None and grads[j] is not None:
-                    grads[j] = grads[j] + gj
-    elif kind == "ElementwiseRecord":
-        shape = rec.out_shape
-        a = np.broadcast_to(values[0], shape)
-        b = np.broadcast_to(values[1], shape) if rec.arity == 2 else a
-        hxx, hxy, hyy = _second_partials(rec.op, rec.arity, a, b, out)
-        ta = np.broadcast_to(tans[0], shape) if tans[0] is not None else 0.0
-        tb = np.broadcast_to(tans[1], shape) if rec.arity == 2 and tans[1] is not None \
-            else 0.0
-        with np.errstate(all="ignore"):
-            if grads[0] is not None:
-                grads[0] = grads[0] + unbroadcast(g * (hxx * ta + hxy * tb), shapes[0])
-            if rec.arity == 2 and grads[1] is not None:
-                grads[1] = grads[1] + unbroadcast(g * (hxy * ta + hyy * tb), shapes[1])
-    elif kind == "SoftmaxRecord":
-        if grads[0] is not None:
-            grads[0] = grads[0] + _softmax_curvature(rec, values[0], tans[0], g, out)
-    elif kind in ("LayoutRecord", "ReduceRecord"):
-        pass  # linear, or piecewise linear (max/min): no curvature
-    else:
-        raise TypeError("the array operation %r has no second-order rule"
-                        % getattr(rec, "name", kind))
-    for s, sh, gi in zip(slots, shapes, grads):
-        if s >= 0 and gi is not None:
-            size = int(np.prod(sh, dtype=np.int64))
-            view = adj_dot[s:s + size]
-            view += np.asarray(unbroadcast(np.asarray(gi), sh), dtype=np.float64).reshape(-1)

@@ -2,22 +2,7 @@
 # (the replay and second-order sweeps).
 from libc.stdint cimport uint8_t, int32_t, uint64_t
 
-cdef extern from "fastad_ops.h" nogil:
-    enum:
-        FAD_VAR
-        FAD_PARAM
-        FAD_CONST
-        FAD_BLOCK
-        FAD_NUM_SCALAR_OPS
-        FAD_KIND_LEAF
-        FAD_KIND_UNARY
-        FAD_KIND_CONST
-        FAD_KIND_BINARY
-    const unsigned char fad_op_kind[]
-    const char *fad_op_name[]
-    double fad_eval(int op, double x, double y, double *dx, double *dy)
-    void fad_second(int op, double x, double y, double r,
-                    double *dxx, double *dxy, double *dyy)
+# (The op table's C declarations are in fastad/_core.pxd.)
 
 
 cdef class Tape:

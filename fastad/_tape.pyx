@@ -8,6 +8,9 @@
 # (reverse, replay, tangent, second order) handles arrays with no extra machinery.
 # Ops that are not elementwise (matmul, ...) append a "record": a block of FAD_BLOCK
 # slots whose values a NumPy kernel wrote and whose adjoint a NumPy kernel spreads.
+# The record classes (fastad._arrays), Duals and NumPy's dispatch live above this
+# module; it reaches them through the registry of array primitives
+# (fastad._registry: data, below the core), never through globals set from above.
 cimport cython
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.object cimport PyObject, PyTypeObject
@@ -21,7 +24,9 @@ from array import array as _pyarray
 import numpy as np
 cimport numpy as cnp
 
+from fastad._core cimport *
 from fastad._errors import TapeError
+from fastad import _registry
 
 cnp.import_array()
 
@@ -80,13 +85,6 @@ cdef Py_ssize_t SCRATCH_KEEP_SLOTS = 1 << 18
 # Set by fd.debug_nans(): every recorded op checks for a fresh NaN.
 cdef bint _debug_nans = False
 
-# Dual numbers register themselves here (fastad._dual), so math functions can
-# dispatch to them without this module importing forward mode.
-cdef object _dual_type = None
-cdef object _dual_apply1 = None
-cdef object _dual_apply2 = None
-
-
 def _set_debug_nans(bint on):
     global _debug_nans
     cdef bint old = _debug_nans
@@ -97,11 +95,6 @@ def _set_debug_nans(bint on):
 def _debug_nans_enabled():
     """Whether fd.debug_nans() is active (array records check their outputs)."""
     return _debug_nans
-
-
-def _register_dual(cls, apply1, apply2):
-    global _dual_type, _dual_apply1, _dual_apply2
-    _dual_type, _dual_apply1, _dual_apply2 = cls, apply1, apply2
 
 
 # ----------------------------------------------------------------------------------
@@ -977,7 +970,7 @@ cdef class Var:
     @property
     def T(self):
         """The transpose (axes reversed), recorded: ``fd.transpose(x)``."""
-        return transpose(self)
+        return _registry.METHODS["T"](self)
 
     def __len__(self):
         if self.shape_ is None:
@@ -1003,11 +996,11 @@ cdef class Var:
             i = _long_as_ssize_t(key)
             if i == -1 and _err_occurred() != NULL:
                 _err_clear()          # beyond Py_ssize_t: getitem's IndexError
-                return getitem(self, key)
+                return _registry.METHODS["__getitem__"](self, key)
             n = self.shape_[0]
             if 0 <= i < n:
                 return new_var(self.tape, self.slot + i, self.tape.val[self.slot + i])
-        return getitem(self, key)
+        return _registry.METHODS["__getitem__"](self, key)
 
     def __setitem__(self, key, value):
         raise TypeError("Vars are immutable: x[i] = v is not supported; build a new "
@@ -1118,11 +1111,14 @@ cdef class Var:
             raise TypeError("pow() with a modulus is not supported for Vars")
         return binary_op(FAD_POW, other, self)
 
+    # Operators and methods that are array primitives other than elementwise ones
+    # call the implementation the registry holds for them (fastad._prims declares
+    # it); the elementwise operators above record their op-table row directly.
     def __matmul__(self, other):
-        return matmul(self, other)
+        return _registry.METHODS["__matmul__"](self, other)
 
     def __rmatmul__(self, other):
-        return matmul(other, self)
+        return _registry.METHODS["__rmatmul__"](other, self)
 
     def __neg__(self):
         return unary_op(FAD_NEG, self)
@@ -1143,14 +1139,10 @@ cdef class Var:
     __array_priority__ = 1000
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if _numpy_hook is None:
-            return NotImplemented
-        return _numpy_hook.array_ufunc(ufunc, method, inputs, kwargs)
+        return _registry.array_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        if _numpy_hook is None:
-            return NotImplemented
-        return _numpy_hook.array_function(func, types, args, kwargs)
+        return _registry.array_function(func, args, kwargs)
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError(
@@ -1162,29 +1154,29 @@ cdef class Var:
 
     def sum(self, axis=None, keepdims=False):
         """``fd.sum(x, axis, keepdims)``, as ``ndarray.sum``."""
-        return sum(self, axis=axis, keepdims=keepdims)
+        return _registry.METHODS["sum"](self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
         """``fd.mean(x, axis, keepdims)``, as ``ndarray.mean``."""
-        return mean(self, axis=axis, keepdims=keepdims)
+        return _registry.METHODS["mean"](self, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape):
         """``fd.reshape(x, shape)``; the shape may be given as separate ints, as in
         ``ndarray.reshape``."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return reshape(self, shape)
+        return _registry.METHODS["reshape"](self, shape)
 
     def transpose(self, *axes):
         """``fd.transpose(x, axes)``; the axes may be given as separate ints, as in
         ``ndarray.transpose``."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
-        return transpose(self, axes or None)
+        return _registry.METHODS["transpose"](self, axes or None)
 
     def dot(self, other):
         """``fd.dot(x, other)``, as ``ndarray.dot``."""
-        return dot(self, other)
+        return _registry.METHODS["dot"](self, other)
 
 
 def _var_new(*args, **kwargs):
@@ -1216,15 +1208,6 @@ cdef extern from "Python.h":
 if (<_TypeWithSequence *>Var).tp_as_sequence is not NULL:
     (<_TypeWithSequence *>Var).tp_as_sequence.sq_item = NULL
     _type_modified(<PyTypeObject *>Var)
-
-
-# The numpy-dispatch implementation registers itself (fastad._numpy_dispatch).
-_numpy_hook = None
-
-
-def _register_numpy_hook(hook):
-    global _numpy_hook
-    _numpy_hook = hook
 
 
 # ----------------------------------------------------------------------------------
@@ -1457,7 +1440,8 @@ cdef object _exp_argument(Var x):
                 break
         else:
             return None
-        if not (type(rec).__name__ == "ElementwiseRecord" and rec.op == FAD_EXP
+        # an elementwise record (the only kind with an op code) of exp
+        if not (getattr(rec, "op", -1) == FAD_EXP
                 and rec.slots[0] >= 0 and s + m <= rec.base + rec.size):
             return None
         a0 = rec.slots[0] + (s - rec.base)     # unary: input laid out as the output
@@ -1525,13 +1509,24 @@ cdef object _plain2(int op, object x, object y):
     return out
 
 
+cdef inline bint _bound_elsewhere(object x):
+    """x is of a class that binds primitives itself (a Dual: __fastad_level__, see
+    fastad._registry) or an object array (of Duals, or of Vars and numbers mapped
+    one by one): the registry routes it."""
+    t = type(x)
+    if t is float or t is int:
+        return False
+    if t is np.ndarray:
+        return x.dtype.kind == "O"
+    return _registry.level_of(t) != 0
+
+
 def _apply1(int op, x):
     """Apply unary op `op` to a float, an array, a Var or a Dual."""
     if type(x) is Var:
         return unary_op(op, <Var>x)
-    if _dual_type is not None and (type(x) is _dual_type or (
-            type(x) is np.ndarray and x.dtype.kind == "O")):
-        return _dual_apply1(op, x)     # a Dual, or an object array of Duals
+    if _bound_elsewhere(x):
+        return _registry.bind_elementwise(op, (x,))
     return _plain1(op, x)
 
 
@@ -1557,15 +1552,22 @@ def _apply2(int op, x, y):
         if ty is not Var:
             y = _as_operand(y, "y")
         return elementwise(op, x, y)
-    if _dual_type is not None and (tx is _dual_type or ty is _dual_type or (
-            tx is np.ndarray and x.dtype.kind == "O") or (
-            ty is np.ndarray and y.dtype.kind == "O")):
-        return _dual_apply2(op, x, y)  # Duals, or object arrays of Duals
+    if _bound_elsewhere(x) or _bound_elsewhere(y):
+        return _registry.bind_elementwise(op, (x, y))
     return _plain2(op, x, y)
 
 
 # ----------------------------------------------------------------------------------
 # Arrays as blocks of scalar slots
+
+cdef object _record_form(dict table, object key):
+    """The record form the array primitive `key` (an op code in BY_OP, a name in
+    REGISTRY) was declared with, or None; it returns NotImplemented for arrays the
+    core keeps as scalar slots.  The record classes sit above the core, which finds
+    them through the registry."""
+    prim = table.get(key)
+    return None if prim is None else prim.record
+
 
 cdef object slot_index(Var x):
     """The tape slot of every element of array Var x, as an int64 array of x's shape."""
@@ -1577,10 +1579,11 @@ cdef object elementwise(int op, object x, object y):
 
     Records one scalar op per output element from a C loop: the result is an array
     Var whose block holds those slots.  y is None for a unary op.  Large arrays go to
-    fastad._arrays instead (one record with NumPy kernels) when it is registered.
+    the op's record form instead (one record with NumPy kernels, fastad._arrays).
     """
-    if _array_ops is not None:
-        rec = _array_ops.elementwise(op, x, y)
+    form = _record_form(_registry.BY_OP, op)
+    if form is not None:
+        rec = form(op, x, y)
         if rec is not NotImplemented:
             return rec
     cdef Tape t = None
@@ -1895,9 +1898,10 @@ def _reduce(int op, Var x, axis, keepdims, str fname=None):
     if fname is None:
         fname = "sum" if op == FAD_ADD else "prod" if op == FAD_MUL else \
             fad_op_name[op].decode()
-    if op == FAD_ADD and _array_ops is not None:
+    form = _record_form(_registry.REGISTRY, "sum") if op == FAD_ADD else None
+    if form is not None:
         # large sums: one record with NumPy's (pairwise) sum instead of k slots each
-        out = _array_ops.large_reduce("sum", x, axis, keepdims)
+        out = form(x, axis, keepdims)
         if out is not NotImplemented:
             return out
     idx = slot_index(x)
@@ -1927,8 +1931,6 @@ def sum(x, axis=None, keepdims=False):
         return _reduce(FAD_ADD, <Var>x, axis, keepdims)
     if isinstance(x, (list, tuple)) and any(type(e) is Var for e in x):
         return sum(stack(x), axis=axis, keepdims=keepdims)
-    if _dual_type is not None and type(x) is _dual_type:
-        return x.sum(axis=axis, keepdims=keepdims)
     out = np.sum(as_float_array(x, "x"), axis=axis, keepdims=keepdims)
     return float(out) if np.ndim(out) == 0 else out
 
@@ -1950,8 +1952,9 @@ def mean(x, axis=None, keepdims=False):
             x = stack(x)
         if (<Var>x).shape_ is None:
             return x
-        if _array_ops is not None:
-            out = _array_ops.large_reduce("mean", x, axis, keepdims)
+        form = _record_form(_registry.REGISTRY, "mean")
+        if form is not None:
+            out = form(x, axis, keepdims)
             if out is not NotImplemented:
                 return out
         shape = (<Var>x).shape_
@@ -1971,8 +1974,11 @@ def reshape(x, shape):
     if type(x) is Var:
         vx = <Var>x
         vx.tape.check_var(vx)
-        if _array_ops is not None and vx.size >= _array_ops.RECORD_MIN_SIZE:
-            return _array_ops.reshape(vx, shape)
+        form = _record_form(_registry.REGISTRY, "reshape")
+        if form is not None:
+            out = form(vx, shape)
+            if out is not NotImplemented:
+                return out
         idx = np.arange(vx.size, dtype=np.int64).reshape(vx.shape).reshape(shape)
         if vx.shape_ is None and idx.ndim == 0:
             return x
@@ -1991,9 +1997,12 @@ def transpose(x, axes=None):
         vx = <Var>x
         if vx.shape_ is None:
             return x
-        if _array_ops is not None and vx.size >= _array_ops.RECORD_MIN_SIZE:
+        form = _record_form(_registry.REGISTRY, "transpose")
+        if form is not None:
             vx.tape.check_var(vx)
-            return _array_ops.transpose(vx, axes)
+            out = form(vx, axes)
+            if out is not NotImplemented:
+                return out
         idx = np.arange(vx.size, dtype=np.int64).reshape(vx.shape_).transpose(axes)
         start = _next_slot(<Var>x)
         out = gather(<Var>x, idx)
@@ -2029,57 +2038,6 @@ def concatenate(arrays, axis=0):
                      np.concatenate(consts, axis=axis))
     mark_span(t, start, "concatenate")
     return out
-
-
-def matmul(a, b):
-    """Matrix product, the ``@`` operator, like ``numpy.matmul``."""
-    if _array_ops is not None:
-        return _array_ops.matmul(a, b)
-    if type(a) is not Var and type(b) is not Var:
-        return np.matmul(as_float_array(a, "a"), as_float_array(b, "b"))
-    # fallback: contraction built from scalar slots
-    return _matmul_scalar(a, b)
-
-
-def dot(a, b):
-    """Dot product, like ``numpy.dot``."""
-    if _array_ops is not None:
-        return _array_ops.dot(a, b)
-    if type(a) is not Var and type(b) is not Var:
-        out = np.dot(as_float_array(a, "a"), as_float_array(b, "b"))
-        return float(out) if np.ndim(out) == 0 else out
-    if np.ndim(a.value if type(a) is Var else a) == 0 or \
-            np.ndim(b.value if type(b) is Var else b) == 0:
-        return _apply2(FAD_MUL, a, b)
-    return _matmul_scalar(a, b)
-
-
-cdef object _matmul_scalar(a, b):
-    """a @ b for 1-D/2-D operands, as multiply then sum over the shared axis."""
-    av = a if type(a) is Var else as_float_array(a, "a")
-    bv = b if type(b) is Var else as_float_array(b, "b")
-    an = len(av.shape)
-    bn = len(bv.shape)
-    if an == 1 and bn == 1:
-        return sum(_apply2(FAD_MUL, av, bv))
-    if an == 2 and bn == 1:
-        return sum(_apply2(FAD_MUL, av, reshape(bv, (1, -1))), axis=1)
-    if an == 1 and bn == 2:
-        return sum(_apply2(FAD_MUL, reshape(av, (-1, 1)), bv), axis=0)
-    if an == 2 and bn == 2:
-        return sum(_apply2(FAD_MUL, reshape(av, (av.shape[0], av.shape[1], 1)),
-                           reshape(bv, (1, bv.shape[0], bv.shape[1]))), axis=1)
-    raise ValueError("matmul: operands must be 1-D or 2-D, got shapes %s and %s"
-                     % (av.shape, bv.shape))
-
-
-# fastad._arrays registers vectorised kernels for the array ops (matmul, ...).
-_array_ops = None
-
-
-def _register_array_ops(ops):
-    global _array_ops
-    _array_ops = ops
 
 
 # ----------------------------------------------------------------------------------

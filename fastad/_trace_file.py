@@ -87,6 +87,7 @@ from fastad import _record_codec, _tape
 from fastad._errors import TraceError
 from fastad._pytree import HARD_DEPTH, TreeDef, _key_order
 from fastad._replay import Replay, check_guard_arrays, tape_arrays, tape_from_arrays
+from fastad._trace_spec import ArgSpec, Path
 
 MAGIC = b"FDTRACE\0"
 VERSION = 2
@@ -375,13 +376,9 @@ def _primitive_names(primitives):
     return names
 
 
-def load(path, primitives=None):
-    """Load a trace written by tf.save(path); fd.TraceError if the file is not one,
-    or is truncated, corrupted, malformed or of another format version.
-
-    primitives: the user-defined primitives the trace may name (API.md section 5);
-    records are resolved by name from this list and from fastad's own operations,
-    never imported."""
+def read_file(path, primitives=None):
+    """The checked contents of the trace file at `path` (fd.load, in fastad._trace,
+    makes the TracedFunction): (path, xspec, pspec, params, retrace, name, x0)."""
     names = _primitive_names(primitives)
     try:
         fspath = os.fspath(path)
@@ -408,8 +405,8 @@ def load(path, primitives=None):
         return _load(_FileReader(fh, st.st_size), source, names)
 
 
-def load_bytes(data, source="pickle", primitives=None):
-    """A trace from the bytes dump_bytes wrote (what pickle stores)."""
+def read_bytes(data, source="pickle", primitives=None):
+    """read_file for the bytes dump_bytes wrote (what pickle stores)."""
     if not isinstance(data, (bytes, bytearray)):
         raise TraceError("fd.load(%s): a trace is stored as bytes, got %s"
                          % (source, type(data).__name__))
@@ -480,7 +477,6 @@ def _read(reader, source, primitives):
         _check_ops(meta["ops"], slots[0])
     records = _read_records(bufs[14], n, slots[3], consts, primitives) if rec_len else []
 
-    from fastad._trace import Path, TracedFunction
     try:
         tape = tape_from_arrays(*slots, records, n_in + n_param)
         check_guard_arrays(n, guards[0], guards[1], guards[2], guards[5], n_lines)
@@ -506,14 +502,11 @@ def _read(reader, source, primitives):
     if rp.replay(x_at, p_at) >= 0:
         raise _Bad("the recorded guards do not hold at the recorded point: the file is "
                    "inconsistent")
-    tf = TracedFunction(None, path, xspec, pspec, params, retrace, name)
-    tf._x0 = x_at
-    return tf
+    return path, xspec, pspec, params, retrace, name, x_at
 
 
 def _read_meta(meta, version, n_in, n_param, out_size, n_lines):
     """The checked metadata fields, or _Bad naming the first wrong one."""
-    from fastad._trace import ArgSpec
     want = _META_FIELDS if version >= 2 else _META_FIELDS - {"ops"}
     if type(meta) is not dict or set(meta) != want:
         raise _Bad("the metadata must be an object with the fields %s"

@@ -16,6 +16,7 @@ import pytest
 import fastad as fd
 from fastad import _pytree
 from fastad import _trace_file as tfile
+from fastad._trace import load_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -203,7 +204,7 @@ def join(counts, sections, version=2, flags=0, fix_counts=True, digest=True):
 def loads(blob, tmp_path=None):
     """fd.load of the bytes through a file (tmp_path given) or load_bytes."""
     if tmp_path is None:
-        return tfile.load_bytes(blob)
+        return load_bytes(blob)
     p = tmp_path / "t.fdtrace"
     p.write_bytes(blob)
     return fd.load(p)
@@ -266,7 +267,7 @@ def test_version1_pickled_records_are_refused_without_running_code(tmp_path):
 def _reduce_to_load_bytes(blob):
     class T:
         def __reduce__(self):
-            return (tfile.load_bytes, (blob,))
+            return (load_bytes, (blob,))
     return pickle.dumps(T())
 
 
@@ -288,7 +289,7 @@ def test_a_pickled_trace_is_data_only():
     names = {a for op, a, _ in __import__("pickletools").genops(blob)
              if op.name in ("GLOBAL", "STACK_GLOBAL", "SHORT_BINUNICODE", "BINUNICODE")
              and isinstance(a, str) and not a.startswith("FDTRACE")}
-    assert names <= {"fastad._trace_file", "load_bytes"}, names
+    assert names <= {"fastad._trace", "load_bytes"}, names
     same(pickle.loads(blob).grad(np.ones(20)), tf.grad(np.ones(20)))
 
 
@@ -678,7 +679,7 @@ def test_primitives_keyword(tmp_path):
     def my_op(x):
         return x
     with pytest.raises(fd.TraceError, match="user-defined primitive 'my_op'"):
-        tfile.load_bytes(blob, primitives=[my_op])
+        load_bytes(blob, primitives=[my_op])
 
 
 # ----------------------------------------------------------------------------------
@@ -817,12 +818,12 @@ def test_records_reading_one_block_many_times_are_refused():
     new["records"] = json.dumps(recs).encode()
     blob = join(dict(counts, n=n, out1=n), new)
     with pytest.raises(fd.TraceError, match="input elements in all"):
-        tfile.load_bytes(blob)
+        load_bytes(blob)
     # the same file with few enough repeats loads and replays
     few = 5
     small = dict(new, records=json.dumps(recs[:few]).encode())
     for key in ("op", "a", "b", "val", "db"):
         itemsize = {"op": 1, "a": 4, "b": 4}.get(key, 8)
         small[key] = new[key][:(m + 1 + few) * itemsize]
-    t = tfile.load_bytes(join(dict(counts, n=m + 1 + few, out1=m + 1 + few), small))
+    t = load_bytes(join(dict(counts, n=m + 1 + few, out1=m + 1 + few), small))
     assert t(np.full(m, 2.0)) == 2.0 * m

@@ -497,7 +497,7 @@ class _Reduce:
         self.blob = blob
 
     def __reduce__(self):
-        from fastad._trace_file import load_bytes
+        from fastad._trace import load_bytes
         return (load_bytes, (self.blob,))
 
 

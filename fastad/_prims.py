@@ -1,0 +1,439 @@
+"""The declarations of fastad's array primitives: one entry per array operation.
+
+Each entry (fastad._registry.Primitive) names what the operation answers to -- the
+NumPy callables it takes over on Vars, the Var methods it backs, its fd.<name> --
+and how it is called: its implementation (`impl`, today's function: the op table's
+generated functions, the array records of fastad._arrays, the slot forms of the
+core), its NumPy-style signature (`parse`, which refuses out=, dtype= and the like
+with a TypeError naming them), its form over Duals (`dual`) and, for the core, its
+record form for large arrays (`record`).  Importing this module fills the registry;
+fd.*, NumPy's dispatch on Vars and Duals, and tests/test_registry.py all read it.
+
+Elementwise entries are generated from the op table (OP_INFO), one per row: every
+NumPy ufunc of a row's name is supported the moment the row exists, and ufuncs of
+other libraries dispatch by name (scipy.special.erf is fd.erf).  Anything NumPy
+calls on a Var that has no entry raises TypeError naming the function: handing
+NumPy a Var's plain values would silently detach the result from the tape.
+"""
+import functools
+
+import numpy as np
+
+from fastad import _array_math, _arrays, _dual_collections as _dc, _math, _tape
+from fastad._registry import Primitive, declare
+from fastad._tape import OP_INFO, Var
+
+
+def _row(*shapes, dom=None, **params):
+    """A test row: operand specs (a shape tuple is a random array, a list of shapes
+    a list of arrays, anything else a constant passed as is), params, and the
+    interval each random operand is drawn from (default (-1, 1))."""
+    return shapes, params, dom
+
+
+# ----------------------------------------------------------------------------------
+# NumPy-style signatures
+
+def _no_out(fname, out, dtype=None):
+    if out is not None:
+        raise TypeError("fastad: numpy.%s(..., out=...) is not supported on Vars" % fname)
+    if dtype is not None and np.dtype(dtype) != np.float64:
+        raise TypeError("fastad: numpy.%s(..., dtype=%s): Vars are float64"
+                        % (fname, dtype))
+
+
+def _no_extra(fname, kw):
+    if kw:
+        raise TypeError("fastad: numpy.%s got unsupported keyword arguments %s on Vars"
+                        % (fname, sorted(kw)))
+
+
+def _ufunc_parse(name):
+    """numpy.<ufunc>(*inputs, **kwargs): only the inputs (and dtype=float64)."""
+    def parse(*inputs, **kwargs):
+        out = kwargs.pop("out", None)
+        if out is not None:
+            raise TypeError("fastad: numpy.%s(..., out=...) cannot write a Var into an "
+                            "array; use the returned value" % name)
+        for k in ("where", "casting", "order", "subok", "signature"):
+            if k in kwargs:
+                raise TypeError("fastad: numpy.%s(..., %s=...) is not supported on Vars"
+                                % (name, k))
+        dtype = kwargs.pop("dtype", None)
+        if dtype is not None and np.dtype(dtype) != np.float64:
+            raise TypeError("fastad: numpy.%s(..., dtype=%s): Vars are float64"
+                            % (name, dtype))
+        if kwargs:
+            raise TypeError("fastad: numpy.%s got unsupported keyword arguments %s"
+                            % (name, sorted(kwargs)))
+        return inputs, {}
+    return parse
+
+
+def _reduction_parse(fname, dtype):
+    """numpy.sum/mean/prod (with dtype=) and numpy.max/min (without)."""
+    def parse_dtype(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
+        _no_out(fname, out, dtype)
+        _no_extra(fname, kw)
+        return (a,), {"axis": axis, "keepdims": keepdims}
+
+    def parse(a, axis=None, out=None, keepdims=False, **kw):
+        _no_out(fname, out)
+        _no_extra(fname, kw)
+        return (a,), {"axis": axis, "keepdims": keepdims}
+    return parse_dtype if dtype else parse
+
+
+def _pair_parse(fname):
+    """numpy.dot / numpy.outer (a, b, out=None)."""
+    def parse(a, b, out=None):
+        _no_out(fname, out)
+        return (a, b), {}
+    return parse
+
+
+def _inner_parse(a, b):
+    return (a, b), {}
+
+
+def _einsum_parse(subscripts, *operands, **kw):
+    kw.pop("optimize", None)
+    _no_out("einsum", kw.pop("out", None), kw.pop("dtype", None))
+    _no_extra("einsum", kw)
+    return (subscripts,) + operands, {}
+
+
+def _reshape_parse(a, *args, **kw):
+    shape = kw.pop("shape", kw.pop("newshape", None))
+    if args:
+        shape = args[0] if len(args) == 1 else args
+    order = kw.pop("order", "C")
+    _no_extra("reshape", {k: v for k, v in kw.items() if k != "copy"})
+    if order != "C":
+        raise TypeError("fastad: numpy.reshape(order=%r) is not supported on Vars" % order)
+    return (a, shape), {}
+
+
+def _transpose_parse(a, axes=None):
+    return (a, axes), {}
+
+
+def _ravel_parse(a, order="C"):
+    if order != "C":
+        raise TypeError("fastad: numpy.ravel(order=%r) is not supported on Vars" % order)
+    return (a,), {}
+
+
+def _squeeze_parse(a, axis=None):
+    return (a, axis), {}
+
+
+def _expand_dims_parse(a, axis):
+    return (a, axis), {}
+
+
+def _join_parse(fname):
+    """numpy.concatenate / numpy.stack (arrays, axis=0, out=None)."""
+    def parse(arrays, axis=0, out=None, **kw):
+        _no_out(fname, out)
+        _no_extra(fname, kw)
+        return (arrays,), {"axis": axis}
+    return parse
+
+
+def _where_parse(condition, x=None, y=None):
+    if x is None or y is None:
+        raise TypeError("fastad: numpy.where(condition) with one argument is not "
+                        "supported on Vars; use np.nonzero(mask) on the values")
+    return (condition, x, y), {}
+
+
+def _clip_parse(a, a_min=None, a_max=None, out=None, **kw):
+    _no_out("clip", out)
+    a_min = kw.pop("min", a_min)
+    a_max = kw.pop("max", a_max)
+    _no_extra("clip", kw)
+    return (a, a_min, a_max), {}
+
+
+def _one_parse(a):
+    return (a,), {}
+
+
+def _size_parse(a, axis=None):
+    return (a,), {"axis": axis}
+
+
+# ----------------------------------------------------------------------------------
+# Implementations that are compositions (front ends) rather than calls of one
+# existing function
+
+def _reciprocal(x):
+    return _tape.divide(1.0, x)
+
+
+def _ravel(a):
+    return _tape.reshape(a, (-1,))
+
+
+_EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _inner(a, b):
+    """numpy.inner: a sum over the last axis of both operands (a scalar operand
+    multiplies), so inner(a, b).shape == a.shape[:-1] + b.shape[:-1].  Not np.dot:
+    inner(a, B) for a (k,) and a (n, k) is B @ a, where dot would give a @ B."""
+    sa, sb = np.shape(getattr(a, "value", a)), np.shape(getattr(b, "value", b))
+    if len(sa) == 0 or len(sb) == 0:
+        return _tape.multiply(a, b)
+    if sa[-1] != sb[-1]:
+        raise ValueError("fastad: numpy.inner: the last axes of a and b must have the "
+                         "same length, got shapes %s and %s" % (sa, sb))
+    # the shapes dot/matmul already handle, one matmul record each
+    if len(sb) == 1 and len(sa) <= 2:
+        return _arrays.dot(a, b)                  # a . b, or A @ b
+    if len(sa) == 1 and len(sb) == 2:
+        return _arrays.dot(b, a)                  # B @ a
+    letters = _EINSUM_LETTERS
+    if len(sa) + len(sb) - 1 > len(letters):
+        raise ValueError("fastad: numpy.inner: operands of %d and %d dimensions are "
+                         "too many axes for one contraction" % (len(sa), len(sb)))
+    fa = letters[:len(sa) - 1]
+    fb = letters[len(sa) - 1:len(sa) + len(sb) - 2]
+    k = letters[len(sa) + len(sb) - 2]
+    return _arrays.einsum("%s%s,%s%s->%s%s" % (fa, k, fb, k, fa, fb), a, b)
+
+
+def _getitem(x, key):
+    if type(x) is not Var:
+        return np.asarray(x, dtype=np.float64)[key]
+    return _tape.getitem(x, key)
+
+
+def _shape(a):
+    return a.shape if type(a) is Var else np.shape(a)
+
+
+def _ndim(a):
+    return a.ndim if type(a) is Var else np.ndim(a)
+
+
+def _size(a, axis=None):
+    if type(a) is not Var:
+        return np.size(a, axis)
+    return a.size if axis is None else a.shape[axis]
+
+
+# Comparisons: values only (a boolean array), exactly what Var's operators give.
+# With an ndarray on the left (np.arange(3) < x) the comparison is taken reflected
+# on the Var: `a < b` would hand it back to ndarray.__lt__, which calls the ufunc
+# hook again (infinite recursion, found by tools/fuzz.py).
+# Var's own method is called (never the operator), and NotImplemented -- an
+# operand it cannot compare with, such as a string array -- becomes a TypeError
+# instead of another round through NumPy.
+def _comparison(ufunc, name, reflected):
+    method = getattr(Var, "__%s__" % name)
+    reflected_method = getattr(Var, "__%s__" % reflected)
+
+    def compare(a, b):
+        if type(a) is Var:
+            out, other = method(a, b), b
+        elif type(b) is Var:
+            out, other = reflected_method(b, a), a
+        else:
+            return ufunc(a, b)
+        if out is NotImplemented:
+            raise TypeError("fastad: cannot compare a Var with %s"
+                            % type(other).__name__)
+        return out
+    compare.__name__ = ufunc.__name__
+    return compare
+
+
+# Record forms the core calls for large arrays (NotImplemented: keep scalar slots).
+def _reshape_record(x, shape):
+    if x.size < _arrays.RECORD_MIN_SIZE:
+        return NotImplemented
+    return _arrays.reshape(x, shape)
+
+
+def _transpose_record(x, axes):
+    if x.size < _arrays.RECORD_MIN_SIZE:
+        return NotImplemented
+    return _arrays.transpose(x, axes)
+
+
+# ----------------------------------------------------------------------------------
+# Elementwise: one entry per op-table row
+
+# NumPy ufuncs that are a row under another name (beyond numpy.<row name>)
+_UFUNC_ALIASES = {"abs": (np.fabs,), "positive": (np.conjugate,)}
+# ufunc.reduce of a row: the reduction entry it is
+_REDUCE = {"add": "sum", "multiply": "prod", "maximum": "max", "minimum": "min"}
+# Var's operators that record the row (their scalar fast paths call the core
+# directly, with the row's op code)
+_OPERATORS = {
+    "positive": ("__pos__",), "negative": ("__neg__",), "abs": ("__abs__",),
+    "add": ("__add__", "__radd__"), "subtract": ("__sub__", "__rsub__"),
+    "multiply": ("__mul__", "__rmul__"), "divide": ("__truediv__", "__rtruediv__"),
+    "floor_divide": ("__floordiv__", "__rfloordiv__"), "mod": ("__mod__", "__rmod__"),
+    "power": ("__pow__", "__rpow__"),
+}
+# rows that are operators, not fd.* functions
+_NOT_PUBLIC = {"positive", "negative", "add", "subtract", "multiply", "divide",
+               "floor_divide", "mod"}
+
+for _code, _name, _arity, _dom in OP_INFO:
+    _uf = getattr(np, _name, None)
+    _numpy = ((_uf,) if isinstance(_uf, np.ufunc) else ()) + _UFUNC_ALIASES.get(_name, ())
+    if _arity == 1:
+        _rows = (_row((3,), dom=_dom), _row((5, 4), dom=_dom), _row((), dom=_dom))
+    else:
+        _rows = (_row((3,), (3,), dom=_dom), _row((5, 4), (4,), dom=_dom),
+                 _row((), (4, 5), dom=_dom))
+    declare(Primitive(
+        _name, getattr(_tape, _name), "elementwise", numpy=_numpy,
+        methods=_OPERATORS.get(_name, ()),
+        public=None if _name in _NOT_PUBLIC else _name, parse=_ufunc_parse(_name),
+        op=_code, reduce=_REDUCE.get(_name), record=_arrays.elementwise, tests=_rows))
+del _code, _name, _arity, _dom, _uf, _numpy, _rows
+
+declare(Primitive(
+    "reciprocal", _reciprocal, "front_end", numpy=(np.reciprocal,),
+    parse=_ufunc_parse("reciprocal"), tests=(_row((3,), dom=(0.5, 2.0)),)))
+
+for _uf, _name, _reflected in (
+        (np.less, "lt", "gt"), (np.less_equal, "le", "ge"), (np.greater, "gt", "lt"),
+        (np.greater_equal, "ge", "le"), (np.equal, "eq", "eq"),
+        (np.not_equal, "ne", "ne")):
+    declare(Primitive(
+        _uf.__name__, _comparison(_uf, _name, _reflected), "comparison", numpy=(_uf,),
+        methods=("__%s__" % _name,), parse=_ufunc_parse(_uf.__name__),
+        tests=(_row((4,), (4,)), _row((4,), 0.0))))
+del _uf, _name, _reflected
+
+# ----------------------------------------------------------------------------------
+# Reductions
+
+declare(Primitive(
+    "sum", _tape.sum, "linear", numpy=(np.sum,), methods=("sum",), public="sum",
+    parse=_reduction_parse("sum", True), dual=_dc.sum,
+    record=functools.partial(_arrays.large_reduce, "sum"),
+    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True),
+           _row((2, 3, 4), axis=(0, 2)))))
+declare(Primitive(
+    "mean", _tape.mean, "linear", numpy=(np.mean,), methods=("mean",), public="mean",
+    parse=_reduction_parse("mean", True), dual=_dc.mean,
+    record=functools.partial(_arrays.large_reduce, "mean"),
+    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True))))
+declare(Primitive(
+    "prod", _tape.prod, "nonlinear", numpy=(np.prod,), public="prod",
+    parse=_reduction_parse("prod", True), dual=_dc.prod,
+    tests=(_row((4,), dom=(0.5, 1.5)), _row((3, 4), axis=1, dom=(0.5, 1.5)))))
+declare(Primitive(
+    "max", _array_math.amax, "piecewise_linear", numpy=(np.max, np.amax),
+    parse=_reduction_parse("max", False),
+    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True))))
+declare(Primitive(
+    "min", _array_math.amin, "piecewise_linear", numpy=(np.min, np.amin),
+    parse=_reduction_parse("min", False),
+    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True))))
+
+# ----------------------------------------------------------------------------------
+# The softmax family
+
+declare(Primitive(
+    "logsumexp", _math.logsumexp, "nonlinear", public="logsumexp", dual=_dc.logsumexp,
+    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True))))
+declare(Primitive(
+    "softmax", _array_math.softmax, "nonlinear", public="softmax", dual=_dc.softmax,
+    tests=(_row((4,)), _row((5, 4), axis=0))))
+declare(Primitive(
+    "log_softmax", _array_math.log_softmax, "nonlinear", public="log_softmax",
+    dual=_dc.log_softmax, tests=(_row((4,)), _row((5, 4), axis=0))))
+
+# ----------------------------------------------------------------------------------
+# Contractions
+
+declare(Primitive(
+    "matmul", _arrays.matmul, "multilinear", numpy=(np.matmul,),
+    methods=("__matmul__", "__rmatmul__"), public="matmul",
+    parse=_ufunc_parse("matmul"), dual=_dc.matmul,
+    tests=(_row((3, 4), (4,)), _row((4,), (4, 2)), _row((5, 4), (4, 6)),
+           _row((2, 3, 4), (4, 2)))))
+declare(Primitive(
+    "dot", _arrays.dot, "front_end", numpy=(np.dot,), methods=("dot",), public="dot",
+    parse=_pair_parse("dot"), dual=_dc.dot,
+    tests=(_row((4,), (4,)), _row((3, 4), (4,)), _row((5, 4), (4, 6)), _row((), (3,)),
+           _row((2, 3, 4), (4, 2)))))
+declare(Primitive(
+    "outer", _arrays.outer, "front_end", numpy=(np.outer,), parse=_pair_parse("outer"),
+    tests=(_row((3,), (4,)), _row((2, 2), (5,)))))
+declare(Primitive(
+    "inner", _inner, "front_end", numpy=(np.inner,), parse=_inner_parse,
+    tests=(_row((4,), (4,)), _row((3,), (2, 3)), _row((2, 2, 3), (4, 3)),
+           _row((), (3,)))))
+declare(Primitive(
+    "einsum", _arrays.einsum, "multilinear", numpy=(np.einsum,), parse=_einsum_parse,
+    tests=(_row("ij,jk->ik", (3, 4), (4, 5)), _row("ij,ij->", (5, 4), (5, 4)),
+           _row("i,j", (3,), (4,)))))
+
+# ----------------------------------------------------------------------------------
+# Layout
+
+declare(Primitive(
+    "reshape", _tape.reshape, "linear", numpy=(np.reshape,), methods=("reshape",),
+    public="reshape", parse=_reshape_parse, dual=_dc.reshape, record=_reshape_record,
+    tests=(_row((3, 4), shape=(4, 3)), _row((5, 4), shape=(2, -1)),
+           _row((6,), shape=(2, 3)))))
+declare(Primitive(
+    "transpose", _tape.transpose, "linear", numpy=(np.transpose,),
+    methods=("transpose", "T"), public="transpose", parse=_transpose_parse,
+    dual=_dc.transpose, record=_transpose_record,
+    tests=(_row((3, 4)), _row((2, 3, 4), axes=(1, 2, 0)), _row((5, 4)))))
+declare(Primitive(
+    "ravel", _ravel, "front_end", numpy=(np.ravel,), parse=_ravel_parse,
+    tests=(_row((3, 4)), _row((5, 4)))))
+declare(Primitive(
+    "squeeze", _array_math.squeeze, "front_end", numpy=(np.squeeze,),
+    parse=_squeeze_parse, tests=(_row((3, 1, 4)), _row((1, 20), axis=0))))
+declare(Primitive(
+    "expand_dims", _array_math.expand_dims, "front_end", numpy=(np.expand_dims,),
+    parse=_expand_dims_parse, tests=(_row((3, 4), axis=1), _row((20,), axis=0))))
+
+# ----------------------------------------------------------------------------------
+# Indexing and assembly
+
+declare(Primitive(
+    "getitem", _getitem, "linear", methods=("__getitem__",),
+    tests=(_row((5,), key=slice(1, None)), _row((5, 4), key=(slice(None), 2)),
+           _row((5, 4), key=np.array([0, 2, 2])), _row((20,), key=slice(None, None, -3)))))
+declare(Primitive(
+    "stack", _tape.stack, "linear", numpy=(np.stack,), public="stack",
+    parse=_join_parse("stack"), dual=_dc.stack,
+    tests=(_row([(3,), (3,)]), _row([(5, 4), (5, 4)], axis=1), _row([(), ()]))))
+declare(Primitive(
+    "concatenate", _tape.concatenate, "linear", numpy=(np.concatenate,),
+    public="concatenate", parse=_join_parse("concatenate"), dual=_dc.concatenate,
+    tests=(_row([(3,), (2,)]), _row([(5, 4), (5, 2)], axis=1))))
+declare(Primitive(
+    "array", _tape.array, "linear", public="array", dual=_dc.array,
+    tests=(_row([(), (), ()]), _row([(3,), (3,)]))))
+declare(Primitive(
+    "where", _tape.where, "linear", numpy=(np.where,), public="where",
+    parse=_where_parse, dual=_dc.where,
+    tests=(_row(np.array([True, False, True]), (3,), (3,)),
+           _row(np.array([[True], [False]]), (2, 10), (10,)))))
+declare(Primitive(
+    "clip", _math.clip, "front_end", numpy=(np.clip,), public="clip", parse=_clip_parse,
+    tests=(_row((5,), -0.5, 0.5), _row((5, 4), None, 0.3))))
+
+# ----------------------------------------------------------------------------------
+# Queries: no derivative, no recording
+
+declare(Primitive("shape", _shape, "query", numpy=(np.shape,), parse=_one_parse,
+                  tests=(_row((3, 4)),)))
+declare(Primitive("ndim", _ndim, "query", numpy=(np.ndim,), parse=_one_parse,
+                  tests=(_row((3, 4)),)))
+declare(Primitive("size", _size, "query", numpy=(np.size,), parse=_size_parse,
+                  tests=(_row((3, 4)), _row((3, 4), axis=1))))

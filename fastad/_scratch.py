@@ -1,0 +1,32 @@
+"""The per-thread pool of scratch tapes behind fd.grad, fd.hessian and fd.trace.
+
+Below both the functional API (fastad._functional, fastad._forward) and tracing
+(fastad._trace), which record on these tapes; fd.release_memory empties the pool.
+"""
+import contextlib
+import threading
+
+from fastad._tape import Tape
+
+_pool = threading.local()
+
+
+@contextlib.contextmanager
+def _scratch_tape():
+    """A tape for one call, taken from a per-thread pool and reset afterwards.
+
+    Reusing tapes keeps their grown arrays: the second call of fd.grad(f) on a
+    large function allocates nothing.  Calls may nest (f may call fd.grad itself);
+    each level takes its own tape.
+    """
+    idle = getattr(_pool, "idle", None)
+    if idle is None:
+        idle = _pool.idle = []
+    tape = idle.pop() if idle else Tape()
+    try:
+        with tape:
+            yield tape
+    finally:
+        tape._recycle()       # reset, and shrink after a peak far above this call
+        if len(idle) < 4:
+            idle.append(tape)
