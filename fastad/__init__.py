@@ -20,7 +20,7 @@ from fastad._trace import trace, load
 
 globals().update(_PUBLIC)
 
-__version__ = "0.1.0"
+from fastad._version import __version__
 
 __all__ = [
     "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape", "Var",
