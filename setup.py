@@ -55,6 +55,15 @@ class ParallelBuildExt(build_ext):
         if not self.parallel:
             self.parallel = int(os.environ.get("FASTAD_BUILD_JOBS", JOBS))
 
+    def build_extensions(self):
+        # MSVC (the Windows wheels) optimises with /O2 by default and knows neither
+        # -O3 nor -fno-math-errno: it would print a warning per flag and file
+        if self.compiler.compiler_type == "msvc":
+            for ext in self.extensions:
+                ext.extra_compile_args = []
+                ext.extra_link_args = []
+        super().build_extensions()
+
 
 setup(
     cmdclass={"build_ext": ParallelBuildExt},

@@ -11,7 +11,13 @@ import sys
 
 import pytest
 
+import fastad
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the fastad this test process imports: this checkout's (built in place or an editable
+# install), or an installed wheel when the tests run from a copy without fastad/
+# (tools/run_installed_tests.py)
+FASTAD_DIR = os.path.dirname(os.path.abspath(fastad.__file__))
 
 
 def fuzz(script, cwd, pythonpath, seconds=2):
@@ -35,8 +41,8 @@ def fresh_clone(tmp_path):
     (clone / "tools").mkdir(parents=True)
     (clone / "fastad").mkdir()
     shutil.copy(os.path.join(ROOT, "tools", "fuzz.py"), clone / "tools" / "fuzz.py")
-    for src in glob.glob(os.path.join(ROOT, "fastad", "*.py")) + \
-            glob.glob(os.path.join(ROOT, "fastad", "*.pyx")):
+    for src in glob.glob(os.path.join(FASTAD_DIR, "*.py")) + \
+            glob.glob(os.path.join(FASTAD_DIR, "*.pyx")):
         shutil.copy(src, clone / "fastad")
     return clone
 
@@ -46,18 +52,20 @@ def test_fuzz_runs_programs_from_another_directory(tmp_path):
     assert summary is not None, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert summary["programs"] > 10 and summary["statements"] > 100
     assert summary["crashes"] == 0 and summary["worker_failures"] == 0, proc.stdout[-3000:]
-    assert summary["fastad"] == os.path.join(ROOT, "fastad")
+    assert summary["fastad"] == FASTAD_DIR
 
 
 def test_fuzz_in_an_unbuilt_clone_uses_the_installed_fastad(tmp_path):
-    # this checkout, built, plays the installed package (it is on PYTHONPATH, as
-    # site-packages would be); the clone's own fastad/ has no extension modules
+    # the built fastad this test imports plays the installed package (its parent is on
+    # PYTHONPATH, as site-packages would be); the clone's own fastad/ has no extension
+    # modules
     clone = fresh_clone(tmp_path)
-    proc, summary = fuzz(str(clone / "tools" / "fuzz.py"), str(clone), ROOT)
+    proc, summary = fuzz(str(clone / "tools" / "fuzz.py"), str(clone),
+                         os.path.dirname(FASTAD_DIR))
     assert summary is not None, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert summary["crashes"] == 0 and summary["worker_failures"] == 0, proc.stdout[-3000:]
     assert summary["programs"] > 10
-    assert summary["fastad"] == os.path.join(ROOT, "fastad")
+    assert summary["fastad"] == FASTAD_DIR
 
 
 def test_fuzz_says_when_no_built_fastad_exists(tmp_path):
