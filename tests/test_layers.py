@@ -40,10 +40,10 @@ def test_the_op_table_headers_are_declared_to_cython_once():
 # gets a place on purpose.  Lazy imports (inside functions) count like the rest:
 # they are edges all the same, only later.
 LAYERS = [
-    # imports nothing from fastad's other layers: errors, pytrees, C declarations,
+    # imports nothing from fastad's other layers: errors, pytrees, C declarations, the version,
     # and the registry of array primitives (data the core reads to reach the
     # layers above it)
-    {"_errors", "_pytree", "_core", "_registry"},
+    {"_errors", "_pytree", "_core", "_registry", "_version"},
     # the core: tape, Var, scalar recording and the reverse sweep
     {"_tape"},
     # Dual numbers.  The design has them beside the core (no tape import); today
