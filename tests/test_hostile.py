@@ -7,14 +7,10 @@ reached its last line.  Inside the child, each hostile input must give the
 documented outcome: TypeError/ValueError/IndexError for bad arguments, TapeError
 for stale or mixed Vars, NaN/inf following NumPy, correct numbers otherwise.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
-import pytest
+import _child
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PRELUDE = textwrap.dedent('''
     import math, sys
@@ -35,16 +31,7 @@ PRELUDE = textwrap.dedent('''
 
 
 def run_child(body, timeout=300):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    code = PRELUDE + textwrap.dedent(body) + '\nprint("CHILD-DONE")\n'
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=ROOT)
-    assert proc.returncode >= 0, "child killed by signal %d:\n%s" % (
-        -proc.returncode, proc.stderr[-3000:])
-    assert proc.returncode == 0, "child failed:\n%s" % proc.stderr[-3000:]
-    assert proc.stdout.rstrip().endswith("CHILD-DONE"), proc.stdout[-2000:]
-    return proc.stdout
+    return _child.run_child(body, timeout, prelude=PRELUDE)
 
 
 def test_nan_and_inf_inputs():

@@ -7,32 +7,15 @@ Anything that could crash the interpreter runs in a child process (the pattern o
 tests/test_hostile.py): the parent asserts the child exited normally.
 """
 import os
-import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 
 import fastad as fd
 from fastad import _tape
+from _child import run_child
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_child(body, timeout=300):
-    """Run `body` in a fresh interpreter; return its stdout.  It must exit 0 and
-    reach its last line (a negative return code means it died by a signal)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    code = textwrap.dedent(body) + '\nprint("CHILD-DONE")\n'
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=ROOT)
-    assert proc.returncode >= 0, "child killed by signal %d:\n%s" % (
-        -proc.returncode, proc.stderr[-3000:])
-    assert proc.returncode == 0, "child failed:\n%s" % proc.stderr[-3000:]
-    assert proc.stdout.rstrip().endswith("CHILD-DONE"), proc.stdout[-2000:]
-    return proc.stdout
 
 
 # ----------------------------------------------------------------------------------
