@@ -110,8 +110,12 @@ def test_array_recording_past_the_limit_raises_memoryerror_and_tape_stays_usable
         report["after_reset"] = t.gradient(w, z)
         report["after_reset_expect"] = float(np.cos(3.0) * 3.0 + np.sin(3.0))
     """ % HEADROOM_MB)
-    # the allocation that failed is the tape's own growth (fastad's message)
-    assert "fastad" in report.get("error", ""), report
+    # the allocation that failed is the tape's own growth (fastad's message) or, as
+    # every step also keeps a 512 KiB output array, NumPy's for that array: which
+    # one meets the cap first depends on the NumPy and Python versions (NumPy 2.0.2
+    # on Python 3.9: NumPy's); either way recording stopped with a MemoryError
+    error = report.get("error", "")
+    assert "fastad" in error or error.startswith("Unable to allocate"), report
     assert report["steps"] > 1, report
     assert report["grad_s_ok"] is True
     assert report["grad_last_ok"] is True, report
@@ -146,11 +150,14 @@ def test_scalar_recording_past_the_limit_raises_memoryerror():
             pass
         lift_cap()
         g = t.gradient(y, x)
-        # replay the chain in floats: the sin/mul pairs recorded after the cap
+        # replay the chain in floats: the sin/mul pairs recorded after the cap, with
+        # the C library's sin and cos, which the op table calls (np.sin is another
+        # implementation on some NumPy versions and CPUs: NumPy 1.23 on AVX-512)
+        import math
         v, expect = 0.5, 1.0
         for _ in range((len(t) - 1 - 2 ** 18) // 2):
-            expect *= np.cos(v)
-            v = np.sin(v) * 1.0
+            expect *= math.cos(v)
+            v = math.sin(v) * 1.0
         report["value_ok"] = bool(v == y.value)
         report["grad_ok"] = bool(abs(g - expect) <= 1e-12 * abs(expect))
         t.reset()
