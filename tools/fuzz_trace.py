@@ -43,6 +43,7 @@ package, not the source tree next to it); set PYTHONPATH to the repository root 
 fuzz a tree built in place (python setup.py build_ext --inplace).
 """
 import argparse
+import copy
 import json
 import os
 import pickle
@@ -217,7 +218,7 @@ def json_edit(r, obj):
     elif how == 1:
         del parent[key]
     elif how == 2 and isinstance(parent, list):
-        parent.insert(key, node)
+        parent.insert(key, copy.deepcopy(node))     # a copy: no shared node to edit twice
     elif how == 3:
         parent[key] = [node]
     elif how == 4:
@@ -293,7 +294,10 @@ def mutate(r, counts, sections, seeds):
             return "nothing", True
         for _ in range(r.choice([1, 1, 2])):
             obj = json_edit(r, obj)
-        sections[key] = dump_json(obj)
+        try:
+            sections[key] = dump_json(obj)
+        except ValueError:      # the edits made the object contain itself
+            return "nothing", True
         return "json %s" % key, r.random() < 0.9
     if kind == "semantic":
         if not sections["records"]:
