@@ -6,6 +6,9 @@ from numpy.typing import ArrayLike
 
 from fastad._sparse_plan import SparseInfo as SparseInfo
 
+__all__ = ["jacobian_sparsity", "sparse_jacobian", "hessian_sparsity",
+           "sparse_hessian", "least_squares"]
+
 # scipy.sparse.csr_array (SciPy ships no type information)
 _Sparse = Any
 _Result = Any   # scipy.optimize.OptimizeResult

@@ -21,6 +21,8 @@ Manne, Pothen 2005).  `values(tape)` is then one tangent sweep of k = colors
 directions (or k reverse sweeps), or one forward-over-reverse sweep of k
 directions, on a tape whose values are current.
 """
+import time
+
 import numpy as np
 
 from fastad import _prims  # noqa: F401  (fills the registry the rules come from)
@@ -312,7 +314,13 @@ def color_star(rows, cols, n):
 # Plans
 
 class JacobianPlan:
-    """Pattern, coloring and recovery of a sparse Jacobian (m, n)."""
+    """Pattern, colorings and recovery of a sparse Jacobian (m, n).
+
+    Both colorings are kept: columns (forward: one tangent sweep of kc
+    directions) and rows (reverse: kr adjoint sweeps).  The one with fewer
+    colors is used; on a tie, the first call runs both and keeps the faster
+    (how fast a k-direction tangent sweep is against k reverse sweeps depends
+    on the tape: array records' tangents cost more than their adjoints today)."""
 
     def __init__(self, tape, in_slots, out_slots, m=None):
         self.in_slots = np.asarray(in_slots, dtype=np.int64)
@@ -322,47 +330,61 @@ class JacobianPlan:
         self.shape = (m, n)
         self.rows, self.cols = jacobian_pattern(tape, self.in_slots, self.out_slots)
         self.indptr, self.indices = _csr(self.rows, self.cols, m)
-        if self.rows.size == 0:
-            self.mode, self.colors, self.ncolors = "forward", np.zeros(n, np.int64), 0
-        else:
+        self.ways = {}
+        if self.rows.size:
             ccol, kc = color_columns(self.rows, self.cols, (m, n))
             crow, kr = color_columns(self.cols, self.rows, (n, m))
             if kc <= kr:
-                self.mode, self.colors, self.ncolors = "forward", ccol, kc
-            else:
-                self.mode, self.colors, self.ncolors = "reverse", crow, kr
-        if self.ncolors == 0:
-            self.seed, self.take = None, None
-        elif self.mode == "forward":
-            self.seed = np.zeros((self.ncolors, n))
-            self.seed[self.colors, np.arange(n)] = 1.0
-            # nonzero (i, j) is entry (color of j, i) of the (colors, m) tangents
-            self.take = (self.colors[self.cols], self.rows)
+                self.ways["forward"] = self._way(ccol, kc, n, self.cols, self.rows)
+            if kr <= kc:
+                self.ways["reverse"] = self._way(crow, kr, m, self.rows, self.cols)
+        self.mode = next(iter(self.ways)) if len(self.ways) == 1 else None
+        if not self.ways:
+            self.mode, self.ncolors, self.colors = "forward", 0, np.zeros(n, np.int64)
         else:
-            self.seed = np.zeros((self.ncolors, m))
-            self.seed[self.colors, np.arange(m)] = 1.0
-            self.take = (self.colors[self.rows], self.cols)
+            w = self.ways[self.mode or "forward"]
+            self.ncolors, self.colors = w[0], w[1]
+
+    @staticmethod
+    def _way(colors, k, size, by, other):
+        # seed: one row per color; nonzero (i, j) is entry (color of `by`, `other`)
+        # of the compressed result ((colors, m) tangents or (colors, n) adjoints)
+        seed = np.zeros((k, size))
+        seed[colors, np.arange(size)] = 1.0
+        return k, colors, seed, (colors[by], other)
 
     def info(self):
-        return SparseInfo("jacobian", self.mode, self.ncolors, int(self.rows.size),
-                          self.shape)
+        return SparseInfo("jacobian", self.mode or "forward", self.ncolors,
+                          int(self.rows.size), self.shape)
 
     def pattern(self, sp):
         return sp.csr_array((np.ones(self.rows.size, dtype=bool), self.indices.copy(),
                              self.indptr.copy()), shape=self.shape)
 
+    def _data(self, tape, mode, fname):
+        _, _, seed, take = self.ways[mode]
+        if mode == "forward":
+            B = _second.tangent_sweep(tape, self.in_slots, self.out_slots, seed, fname)
+        else:
+            B = _second.reverse_sweep(tape, self.out_slots, self.in_slots, seed, fname)
+        return B[take]
+
     def values(self, tape, sp, fname):
         """The Jacobian on a tape whose values are current, as csr_array."""
         if self.ncolors == 0:
             data = np.zeros(0)
-        elif self.mode == "forward":
-            B = _second.tangent_sweep(tape, self.in_slots, self.out_slots, self.seed,
-                                      fname)
-            data = B[self.take]
-        else:
-            C = _second.reverse_sweep(tape, self.out_slots, self.in_slots, self.seed,
-                                      fname)
-            data = C[self.take]
+        elif self.mode is not None:
+            data = self._data(tape, self.mode, fname)
+        else:        # a tie: time both once, keep the faster
+            spent = {}
+            for mode in ("forward", "reverse"):
+                t0 = time.perf_counter()
+                data = self._data(tape, mode, fname)
+                spent[mode] = time.perf_counter() - t0
+            self.mode = min(spent, key=spent.get)
+            if self.mode == "forward":
+                data = self._data(tape, "forward", fname)
+            self.ncolors, self.colors = self.ways[self.mode][:2]
         return sp.csr_array((data, self.indices.copy(), self.indptr.copy()),
                             shape=self.shape)
 

@@ -235,11 +235,15 @@ def test_jacobian_coloring_is_valid_and_values_equal_dense(name, f, sizes):
         J, info = tf.sparse_jacobian(x, info=True)
         plan = tf._sparse_plans[("jacobian", tf._paths[0].key)]
         P = plan.pattern(sp).toarray()
-        if plan.mode == "forward":
-            _check_column_coloring(P, plan.colors)
-        else:
-            _check_column_coloring(P.T, plan.colors)
+        for mode, (k, colors, _, _) in plan.ways.items():
+            _check_column_coloring(P if mode == "forward" else P.T, colors)
+            assert k == colors.max() + 1
+            np.testing.assert_allclose(
+                sp.csr_array((plan._data(tf._tape, mode, "t"), plan.indices,
+                              plan.indptr), shape=plan.shape).toarray(),
+                _dense_jac(f, x), rtol=1e-13, atol=1e-13)
         assert info.colors == plan.ncolors == plan.colors.max() + 1
+        assert info.mode == plan.mode
         assert info.mode in ("forward", "reverse")
         assert isinstance(J, sp.csr_array) and J.dtype == np.float64
         for _ in range(2):
@@ -381,3 +385,66 @@ def test_registry_sparsity_rules_declared():
     assert REGISTRY["sum"].sparsity == "reduce"
     with pytest.raises(ValueError, match="sparsity"):
         declare(Primitive("bogus_sparsity", lambda x: x, "linear", sparsity="wrong"))
+
+
+# ----------------------------------------------------------------------------------
+# Solvers
+
+def test_least_squares_sparse_and_dense_agree_with_scipy_fd():
+    from scipy import optimize
+
+    def bratu(x):
+        n = x.size
+        h2 = 1.0 / (n + 1) ** 2
+        xp = fd.concatenate([np.zeros(1), x, np.zeros(1)])
+        return xp[:-2] - 2.0 * x + xp[2:] + h2 * fd.exp(x)
+
+    n = 60
+    x0 = np.zeros(n)
+    tol = dict(ftol=1e-15, xtol=1e-15, gtol=1e-15)
+    res = fd.least_squares(bratu, x0, **tol)   # sparse by default at this size
+    assert res.success and np.max(np.abs(res.fun)) < 1e-9
+    assert isinstance(res.jac, sp.csr_array) or sp.issparse(res.jac)
+    dense = fd.least_squares(bratu, x0, sparse=False, **tol)
+    assert isinstance(dense.jac, np.ndarray)
+    np.testing.assert_allclose(res.x, dense.x, atol=1e-8)
+    ref = optimize.least_squares(lambda x: np.asarray(bratu(x)), x0, **tol)
+    np.testing.assert_allclose(res.x, ref.x, atol=1e-6)
+    # the Jacobian handed to SciPy is the exact one
+    np.testing.assert_allclose(np.asarray(res.jac.toarray()),
+                               fd.jacobian(bratu)(res.x), rtol=1e-13, atol=1e-14)
+
+
+def test_least_squares_errors():
+    with pytest.raises(TypeError, match="jac"):
+        fd.least_squares(lambda x: x, np.ones(2), jac="2-point")
+    with pytest.raises(TypeError, match="args"):
+        fd.least_squares(lambda x: x, np.ones(2), args=(1.0,))
+    with pytest.raises(ValueError, match="1-D"):
+        fd.least_squares(lambda x: x, np.ones((2, 2)))
+
+
+def test_trust_constr_gets_the_sparse_hessian(monkeypatch):
+    from scipy import optimize as scipy_optimize
+    seen = {}
+    real = scipy_optimize.minimize
+
+    def spy(fun, x0, **kw):
+        seen.update(kw)
+        return real(fun, x0, **kw)
+
+    monkeypatch.setattr(scipy_optimize, "minimize", spy)
+
+    def rosen(x):
+        return fd.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    for trace in (False, True):
+        seen.clear()
+        res = fd.minimize(rosen, np.full(30, 0.9), method="trust-constr", trace=trace,
+                          options={"gtol": 1e-10, "xtol": 1e-12})
+        assert "hessp" not in seen
+        x = RNG.uniform(size=30)
+        H = seen["hess"](x)
+        assert isinstance(H, sp.csr_array) and H.nnz == 3 * 30 - 2
+        np.testing.assert_allclose(H.toarray(), fd.hessian(rosen)(x), rtol=1e-13)
+        np.testing.assert_allclose(res.x, np.ones(30), atol=1e-6)
