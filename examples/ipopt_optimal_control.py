@@ -91,6 +91,12 @@ class FastadNLP:
         self._lower = r >= c              # IPOPT wants the lower triangle
         self._hess_structure = (r[self._lower], c[self._lower])
 
+        self.iterations = 0
+
+    def intermediate(self, alg_mod, iter_count, *rest):
+        self.iterations = iter_count       # IPOPT's iteration counter
+        return True
+
     def objective(self, z):
         return self.f(z)
 
@@ -138,12 +144,10 @@ def solve(T=3333, print_level=0, tol=1e-8, hessian="exact"):
     problem.add_option("tol", tol)
     problem.add_option("sb", "yes")
     problem.add_option("hessian_approximation", hessian)
-    iters = []
-    nlp.intermediate = lambda *a: iters.append(a[1]) or True
     z, info = problem.solve(prob.start())
     wall = time.perf_counter() - t0
     return {"z": z, "status": info["status"], "objective": float(info["obj_val"]),
-            "iterations": len(iters) - 1, "wall": wall, "n": prob.n, "m": prob.m,
+            "iterations": nlp.iterations, "wall": wall, "n": prob.n, "m": prob.m,
             "constraint_violation": float(np.max(np.abs(nlp.c(z)))),
             "jac_colors": nlp.c.sparse_jacobian(z, info=True)[1].colors,
             "hess_colors": nlp.L.sparse_hessian(z, np.ones(prob.m), 1.0,

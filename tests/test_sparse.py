@@ -448,3 +448,32 @@ def test_trust_constr_gets_the_sparse_hessian(monkeypatch):
         assert isinstance(H, sp.csr_array) and H.nnz == 3 * 30 - 2
         np.testing.assert_allclose(H.toarray(), fd.hessian(rosen)(x), rtol=1e-13)
         np.testing.assert_allclose(res.x, np.ones(30), atol=1e-6)
+
+
+def test_record_rules_give_exact_patterns():
+    # each array record's rule (tape.records, n >= 16 elements): the pattern equals
+    # the nonzeros of the dense Jacobian at a generic point
+    k = 6
+    cases = {
+        "transpose (by_index)": lambda x: fd.reshape(fd.transpose(fd.reshape(x, (k, k))),
+                                                     (-1,)) * 2.0,
+        "sum over an axis (reduce)": lambda x: fd.sum(fd.reshape(x, (k, k)), axis=0),
+        "softmax (callable)": lambda x: fd.reshape(
+            fd.softmax(fd.reshape(x, (k, k)), axis=1), (-1,)),
+        "broadcast (elementwise)": lambda x: fd.reshape(
+            fd.reshape(x, (k, k)) * fd.reshape(x, (k, k))[:1], (-1,)),
+        "matmul of two variables (callable)": lambda x: fd.reshape(
+            fd.matmul(fd.reshape(x, (k, k)), fd.reshape(x, (k, k))[:, :2]), (-1,)),
+    }
+    x = RNG.uniform(0.5, 1.5, k * k)
+    for name, f in cases.items():
+        tf = fd.trace(f, x)
+        assert tf._tape.records, name           # the rule under test ran
+        P = fd.jacobian_sparsity(f)(x).toarray()
+        J = _dense_jac(f, x)
+        assert np.array_equal(P, J != 0), name
+    # einsum has no rule of its own: "dense", a superset
+    f = lambda x: fd.reshape(np.einsum("ij,jk->ik", fd.reshape(x, (k, k)),
+                                       np.eye(k)), (-1,))
+    P = fd.jacobian_sparsity(f)(x).toarray()
+    assert P.all() and not np.any((_dense_jac(f, x) != 0) & ~P)
