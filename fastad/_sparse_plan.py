@@ -150,13 +150,15 @@ def dependencies(tape, in_slots, queries, structure=None):
     k = np.arange(n, dtype=np.int64)
     for c0 in range(0, total, W):
         w = min(W, total - c0)
-        view = bits[:, :w] if w == W else np.zeros((N, w), dtype=np.uint64)
-        view[...] = 0
+        # the next chunk reuses the rows: every row a pass reads is rewritten by it
+        # (operations by propagate, records' outputs by their rules, inputs here)
+        # except other leaves' (parameters, constants), which stay zero
+        view = bits if w == W else np.zeros((N, w), dtype=np.uint64)
+        view[in_slots] = 0
         mine = (k >= c0 * 64) & (k < (c0 + w) * 64)
         kk = k[mine] - c0 * 64
         view[in_slots[mine], kk // 64] = np.left_shift(np.uint64(1),
                                                        (kk % 64).astype(np.uint64))
-        view = np.ascontiguousarray(view)
         cur = 1
         for rec in records:
             propagate(op, a, b, view, cur, rec.base)
@@ -204,7 +206,7 @@ def _live(tape, structure, out_slot):
 def _broadcast_slots(rec, i):
     slot, shape = rec.slots[i], tuple(rec.shapes[i])
     if slot < 0:
-        return np.full(tuple(rec.out_shape), -1, dtype=np.int64)
+        return np.full(int(np.prod(rec.out_shape, dtype=np.int64)), -1, dtype=np.int64)
     el = slot + np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
     return np.broadcast_to(el.reshape(shape), tuple(rec.out_shape)).reshape(-1)
 

@@ -477,3 +477,17 @@ def test_record_rules_give_exact_patterns():
                                        np.eye(k)), (-1,))
     P = fd.jacobian_sparsity(f)(x).toarray()
     assert P.all() and not np.any((_dense_jac(f, x) != 0) & ~P)
+
+
+@pytest.mark.parametrize("name,f,sizes", CASES, ids=[c[0] for c in CASES])
+def test_pattern_in_many_chunks_equals_one_pass(name, f, sizes, monkeypatch):
+    # over 64 inputs, a pass covers one 64-bit word of inputs at a time when the
+    # row budget is tiny: the chunks reuse one buffer, and must give the same
+    x = RNG.uniform(0.5, 1.5, 144)          # 12 x 12, 36 blocks of 4
+    whole = fd.jacobian_sparsity(f)(x).toarray()
+    hwhole = fd.hessian_sparsity(lambda v: fd.sum(f(v) ** 2))(x).toarray()
+    monkeypatch.setattr(_sparse_plan, "_MAX_WORDS", 1)
+    assert np.array_equal(fd.jacobian_sparsity(f)(x).toarray(), whole)
+    assert np.array_equal(fd.hessian_sparsity(lambda v: fd.sum(f(v) ** 2))(x).toarray(),
+                          hwhole)
+    assert not np.any((_dense_jac(f, x) != 0) & ~whole)
