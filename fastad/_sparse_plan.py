@@ -108,12 +108,21 @@ def _record_bits(rec, bits, w):
         out = np.bitwise_or.reduce(ins[0], axis=tuple(rec.axes),
                                    keepdims=bool(rec.keepdims))
     elif rule == "by_index":
-        # the record's own forward, run on the operands' element numbers
+        # the record's own forward, run on the operands' element numbers: each
+        # output element is the number of the operand element it is.  A constant
+        # operand of booleans or integers (a mask, an index array) steers the
+        # op and is passed as itself; other constants depend on nothing (a zero row).
         flat = [x.reshape(-1, w) for x in ins] + [np.zeros((1, w), dtype=np.uint64)]
+        zero_row = sum(f.shape[0] for f in flat) - 1
         idx, off = [], 0
-        for x in ins:
+        for x, slot, value in zip(ins, rec.slots, rec.values):
             size = x.size // w
-            idx.append(np.arange(off, off + size).reshape(x.shape[:-1]))
+            if slot >= 0:
+                idx.append(np.arange(off, off + size).reshape(x.shape[:-1]))
+            elif np.asarray(value).dtype.kind in "biu":
+                idx.append(np.asarray(value))
+            else:
+                idx.append(np.full(x.shape[:-1], zero_row))
             off += size
         where = np.asarray(rec._compute(idx))
         out = np.concatenate(flat)[where.reshape(-1)]

@@ -491,3 +491,23 @@ def test_pattern_in_many_chunks_equals_one_pass(name, f, sizes, monkeypatch):
     assert np.array_equal(fd.hessian_sparsity(lambda v: fd.sum(f(v) ** 2))(x).toarray(),
                           hwhole)
     assert not np.any((_dense_jac(f, x) != 0) & ~whole)
+
+
+def test_by_index_rule_passes_masks_and_maps_constants_to_nothing():
+    # a record of fd.where (the registry's rule is "by_index"; today where records
+    # slots, so a stand-in record runs the rule as a future where record would)
+    class WhereRecord:
+        name = "where"
+        base, size, out_shape = 10, 4, (4,)
+        slots = (-1, 1, -1)                       # mask constant, x at slots 1..4, c const
+        shapes = ((4,), (4,), (4,))
+        values = [np.array([True, False, True, False]), np.ones(4), np.full(4, 7.0)]
+
+        @staticmethod
+        def _compute(vals):
+            return np.where(vals[0], vals[1], vals[2])
+
+    bits = np.zeros((20, 1), dtype=np.uint64)
+    bits[1:5, 0] = [1, 2, 4, 8]                   # x[j] depends on input j
+    out = _sparse_plan._record_bits(WhereRecord, bits, 1)
+    assert out[:, 0].tolist() == [1, 0, 4, 0]
