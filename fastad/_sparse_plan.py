@@ -431,12 +431,36 @@ class HessianPlan:
         return sp.csr_array((np.ones(self.rows.size, dtype=bool), self.indices.copy(),
                              self.indptr.copy()), shape=self.shape)
 
+    # How the k directions are swept: None until the first call has timed both
+    # "block" (one forward-over-reverse sweep of k directions) and "single" (k
+    # sweeps of one): array records' second-order rules take one direction at a
+    # time today, and on record-heavy tapes the k-column sweep can lose.
+    sweep = None
+
+    def _hv(self, tape, how, fname):
+        if how == "block":
+            return _second.hvp_sweep(tape, self.in_slots, self.out_slot, self.seed,
+                                     fname)[1]
+        return np.concatenate([
+            _second.hvp_sweep(tape, self.in_slots, self.out_slot, self.seed[c:c + 1],
+                              fname)[1] for c in range(self.ncolors)])
+
     def values(self, tape, sp, fname):
         if self.ncolors == 0:
             data = np.zeros(0)
         else:
-            _, hv = _second.hvp_sweep(tape, self.in_slots, self.out_slot, self.seed,
-                                      fname)
+            if self.sweep is not None:
+                hv = self._hv(tape, self.sweep, fname)
+            elif self.ncolors == 1:
+                hv = self._hv(tape, "block", fname)
+                self.sweep = "block"
+            else:
+                spent = {}
+                for how in ("block", "single"):
+                    t0 = time.perf_counter()
+                    hv = self._hv(tape, how, fname)
+                    spent[how] = time.perf_counter() - t0
+                self.sweep = min(spent, key=spent.get)
             data = hv[self.take]       # hv[c, i] = (H @ seed_c)[i]
         return sp.csr_array((data, self.indices.copy(), self.indptr.copy()),
                             shape=self.shape)

@@ -511,3 +511,18 @@ def test_by_index_rule_passes_masks_and_maps_constants_to_nothing():
     bits[1:5, 0] = [1, 2, 4, 8]                   # x[j] depends on input j
     out = _sparse_plan._record_bits(WhereRecord, bits, 1)
     assert out[:, 0].tolist() == [1, 0, 4, 0]
+
+
+def test_hessian_block_and_single_direction_sweeps_agree():
+    f = _hess_cases()[1][1]
+    x = RNG.uniform(0.5, 1.5, 40)
+    tf = fd.trace(f, x)
+    H = tf.sparse_hessian(x)
+    plan = tf._sparse_plans[("hessian", tf._paths[0].key)]
+    assert plan.sweep in ("block", "single") and plan.ncolors > 1
+    Hd = fd.hessian(f)(x)
+    for how in ("block", "single"):
+        hv = plan._hv(tf._tape, how, "t")
+        np.testing.assert_allclose(hv[plan.take], Hd[plan.rows, plan.cols], rtol=1e-12,
+                                   atol=1e-12)
+    np.testing.assert_allclose(H.toarray(), Hd, rtol=1e-12, atol=1e-12)
