@@ -117,9 +117,9 @@ def run(quick=False):
     k = 20 if quick else 100
     reps = 3 if quick else 15
     rng = np.random.default_rng(0)
-    lines = ["## Sparse Jacobians and Hessians (bench/bench_sparse.py)", "",
-             machine_line(), "", "load average at start: %.1f %.1f %.1f"
-             % os.getloadavg(), ""]
+    lines = ["Measured %s." % machine_line(), "",
+             "Load average at start: %.1f %.1f %.1f (a shared machine: medians and "
+             "spreads of interleaved calls)." % os.getloadavg(), ""]
     try:
         cas = casadi_functions(n, k)
     except ImportError:
@@ -143,9 +143,12 @@ def run(quick=False):
     lines += ["### Tridiagonal residual, n = %d" % n, "",
               "colors %d (%s), nnz %d; trace + pattern + coloring + first call %s"
               % (info.colors, info.mode, info.nnz, fmt_time(first)), "",
-              "| | median (min..max) | / one gradient |", "|---|---|---|"]
+              "| | median (min..max) | / one gradient: medians, minima |",
+              "|---|---|---|"]
+    gmin = T["fastad tf.grad of sum(r)"][0]
     for name, ts in T.items():
-        lines.append("| %s | %s | %.1fx |" % (name, spread(ts), med(ts) / grad))
+        lines.append("| %s | %s | %.1fx, %.1fx |" % (name, spread(ts), med(ts) / grad,
+                                                     ts[0] / gmin))
     try:
         import jax
         jax.config.update("jax_enable_x64", True)
@@ -234,7 +237,7 @@ def run(quick=False):
                      % (r["objective"], rl["objective"]))
     except ImportError:
         lines.append("IPOPT: cyipopt not installed")
-    lines += ["", "load average at end: %.1f %.1f %.1f" % os.getloadavg(), ""]
+    lines += ["", "Load average at end: %.1f %.1f %.1f." % os.getloadavg(), ""]
     return "\n".join(lines)
 
 
