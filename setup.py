@@ -15,7 +15,7 @@ from setuptools.command.build_ext import build_ext
 JOBS = os.cpu_count() or 1
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODULES = ["_tape", "_dual", "_second", "_replay", "_arrays"]
+MODULES = ["_tape", "_dual", "_second", "_replay", "_arrays", "_sparsity", "_coloring"]
 
 # The Python side of the op table is generated from csrc/fastad_ops.h.
 subprocess.check_call([sys.executable, os.path.join(HERE, "tools", "gen_ops.py")])

@@ -17,6 +17,8 @@ from fastad._forward import jvp, vjp, jacobian, hessian, hvp, derivative
 from fastad import optim, nn
 from fastad._minimize import minimize
 from fastad._trace import trace, load
+from fastad._sparse import (jacobian_sparsity, sparse_jacobian, hessian_sparsity,
+                            sparse_hessian, least_squares)
 
 globals().update(_PUBLIC)
 
@@ -33,4 +35,6 @@ __all__ = [
     "relu", "softplus", "logsumexp", "sum", "mean", "prod", "dot", "matmul", "stack",
     "array", "reshape", "transpose", "concatenate", "softmax", "log_softmax",
     "optim", "nn", "minimize", "trace", "load",
+    "jacobian_sparsity", "sparse_jacobian", "hessian_sparsity", "sparse_hessian",
+    "least_squares",
 ]

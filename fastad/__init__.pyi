@@ -27,6 +27,13 @@ from typing_extensions import Concatenate, ParamSpec, Self, TypeAlias, disjoint_
 from fastad import nn as nn, optim as optim
 from fastad._minimize import minimize as minimize
 from fastad._trace import TracedFunction, trace as trace
+from fastad._sparse import (
+    hessian_sparsity as hessian_sparsity,
+    jacobian_sparsity as jacobian_sparsity,
+    least_squares as least_squares,
+    sparse_hessian as sparse_hessian,
+    sparse_jacobian as sparse_jacobian,
+)
 
 __version__: str
 
@@ -1207,4 +1214,6 @@ __all__ = [
     "relu", "softplus", "logsumexp", "sum", "mean", "prod", "dot", "matmul", "stack",
     "array", "reshape", "transpose", "concatenate", "softmax", "log_softmax",
     "optim", "nn", "minimize", "trace", "load",
+    "jacobian_sparsity", "sparse_jacobian", "hessian_sparsity", "sparse_hessian",
+    "least_squares",
 ]

@@ -18,8 +18,11 @@ from fastad._pytree import tree_flatten, tree_unflatten
 # Powell, COBYLA, COBYQA) get neither: SciPy warns when given one it ignores.
 _USES_JAC = {"cg", "bfgs", "newton-cg", "l-bfgs-b", "tnc", "slsqp", "dogleg",
              "trust-ncg", "trust-krylov", "trust-exact", "trust-constr"}
-_USES_HESSP = {"newton-cg", "trust-ncg", "trust-krylov", "trust-constr"}
+_USES_HESSP = {"newton-cg", "trust-ncg", "trust-krylov"}
 _USES_HESS = {"dogleg", "trust-exact"}
+# trust-constr takes a sparse Hessian (fd.sparse_hessian: a coloring of its
+# pattern, one forward-over-reverse sweep of a few directions per evaluation)
+_USES_SPARSE_HESS = {"trust-constr"}
 _OURS = ("jac", "hess", "hessp")
 
 
@@ -100,9 +103,11 @@ def minimize(f, x0, method="L-BFGS-B", trace=False, args=(), **options):
     """Minimise scalar-valued ``f(x, *args)`` with ``scipy.optimize.minimize`` and
     exact derivatives.
 
-    Gradients come from reverse mode; Newton-CG, trust-ncg, trust-krylov and
-    trust-constr also get exact Hessian-vector products (as :func:`fastad.hvp`),
-    dogleg and trust-exact the exact Hessian (as :func:`fastad.hessian`).  SciPy
+    Gradients come from reverse mode; Newton-CG, trust-ncg and trust-krylov
+    also get exact Hessian-vector products (as :func:`fastad.hvp`), dogleg and
+    trust-exact the exact Hessian (as :func:`fastad.hessian`), trust-constr the
+    exact sparse Hessian (as :func:`fastad.sparse_hessian`, a
+    ``scipy.sparse.csr_array``; ``x0`` flattened to one 1-D vector).  SciPy
     is optional: without it this raises ``ImportError`` saying how to install it.
 
     Parameters
@@ -159,9 +164,9 @@ def minimize(f, x0, method="L-BFGS-B", trace=False, args=(), **options):
         return f(flat.unflatten(v), *a)
 
     if trace:
-        fun, hessp, hess = _traced(flat_f, flat.x0, args)
+        fun, hessp, hess, sparse_hess = _traced(flat_f, flat.x0, args)
     else:
-        fun, hessp, hess = _untraced(flat_f, args)
+        fun, hessp, hess, sparse_hess = _untraced(flat_f, args)
 
     kwargs = dict(options)
     if name is None or name in _USES_JAC:
@@ -174,6 +179,8 @@ def minimize(f, x0, method="L-BFGS-B", trace=False, args=(), **options):
         kwargs["hessp"] = hessp
     elif name in _USES_HESS:
         kwargs["hess"] = hess
+    elif name in _USES_SPARSE_HESS:
+        kwargs["hess"] = sparse_hess
     res = scipy_minimize(call, flat.x0.copy(), method=method, **kwargs)
     res["params"] = flat.unflatten(np.array(res.x, dtype=np.float64))
     return res
@@ -197,7 +204,11 @@ def _untraced(flat_f, args):
         return np.asarray(hessian(lambda x: flat_f(x, *args))(
             np.array(v, dtype=np.float64)), dtype=np.float64)
 
-    return fun, hessp, hess
+    def sparse_hess(v):
+        from fastad._sparse import sparse_hessian
+        return sparse_hessian(lambda x: flat_f(x, *args))(np.array(v, dtype=np.float64))
+
+    return fun, hessp, hess, sparse_hess
 
 
 def _traced(flat_f, x0, args):
@@ -220,4 +231,7 @@ def _traced(flat_f, x0, args):
         return np.asarray(tf.hessian(np.array(v, dtype=np.float64), *args),
                           dtype=np.float64)
 
-    return fun, hessp, hess
+    def sparse_hess(v):      # pattern and coloring kept on the trace
+        return tf.sparse_hessian(np.array(v, dtype=np.float64), *args)
+
+    return fun, hessp, hess, sparse_hess

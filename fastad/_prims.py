@@ -295,7 +295,8 @@ for _code, _name, _arity, _dom in OP_INFO:
         _name, getattr(_tape, _name), "elementwise", numpy=_numpy,
         methods=_OPERATORS.get(_name, ()),
         public=None if _name in _NOT_PUBLIC else _name, parse=_ufunc_parse(_name),
-        op=_code, reduce=_REDUCE.get(_name), record=_arrays.elementwise, tests=_rows))
+        op=_code, reduce=_REDUCE.get(_name), record=_arrays.elementwise, tests=_rows,
+        sparsity="elementwise"))
 del _code, _name, _arity, _dom, _uf, _numpy, _rows
 
 declare(Primitive(
@@ -320,47 +321,81 @@ declare(Primitive(
     parse=_reduction_parse("sum", True), dual=_dc.sum,
     record=functools.partial(_arrays.large_reduce, "sum"),
     tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True),
-           _row((2, 3, 4), axis=(0, 2)))))
+           _row((2, 3, 4), axis=(0, 2))),
+    sparsity="reduce"))
 declare(Primitive(
     "mean", _tape.mean, "linear", numpy=(np.mean,), methods=("mean",), public="mean",
     parse=_reduction_parse("mean", True), dual=_dc.mean,
     record=functools.partial(_arrays.large_reduce, "mean"),
-    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True))))
+    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True)),
+    sparsity="reduce"))
 declare(Primitive(
     "prod", _tape.prod, "nonlinear", numpy=(np.prod,), public="prod",
     parse=_reduction_parse("prod", True), dual=_dc.prod,
-    tests=(_row((4,), dom=(0.5, 1.5)), _row((3, 4), axis=1, dom=(0.5, 1.5)))))
+    tests=(_row((4,), dom=(0.5, 1.5)), _row((3, 4), axis=1, dom=(0.5, 1.5))),
+    sparsity="reduce"))
 declare(Primitive(
     "max", _array_math.amax, "piecewise_linear", numpy=(np.max, np.amax),
     parse=_reduction_parse("max", False),
-    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True))))
+    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True)),
+    sparsity="reduce"))
 declare(Primitive(
     "min", _array_math.amin, "piecewise_linear", numpy=(np.min, np.amin),
     parse=_reduction_parse("min", False),
-    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True))))
+    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True)),
+    sparsity="reduce"))
 
 # ----------------------------------------------------------------------------------
 # The softmax family
 
+def _softmax_sparsity(rec, bits):
+    """Each output element depends on every operand element along the axes."""
+    b = bits[0]
+    return np.broadcast_to(np.bitwise_or.reduce(b, axis=rec.axes, keepdims=True), b.shape)
+
 declare(Primitive(
     "logsumexp", _math.logsumexp, "nonlinear", public="logsumexp", dual=_dc.logsumexp,
-    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True))))
+    tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True)),
+    sparsity="reduce"))
 declare(Primitive(
     "softmax", _array_math.softmax, "nonlinear", public="softmax", dual=_dc.softmax,
-    tests=(_row((4,)), _row((5, 4), axis=0))))
+    tests=(_row((4,)), _row((5, 4), axis=0)),
+    sparsity=_softmax_sparsity))
 declare(Primitive(
     "log_softmax", _array_math.log_softmax, "nonlinear", public="log_softmax",
-    dual=_dc.log_softmax, tests=(_row((4,)), _row((5, 4), axis=0))))
+    dual=_dc.log_softmax, tests=(_row((4,)), _row((5, 4), axis=0)),
+    sparsity=_softmax_sparsity))
 
 # ----------------------------------------------------------------------------------
 # Contractions
+
+def _matmul_sparsity(rec, bits):
+    """out[..., i, k] depends on a[..., i, j] and b[..., j, k] for every j whose
+    product term is not structurally zero: a constant operand's zero entries
+    (part of the recording) drop their terms, so A @ x with a banded constant A
+    gets the band.  1-D operands are a row and a column vector, as in matmul."""
+    a, b = bits           # each: operand shape + (words,)
+    masks = [np.asarray(v) != 0 if s < 0 else np.ones(np.shape(v), dtype=bool)
+             for s, v in zip(rec.slots, rec.values)]
+    a2, ma = (a[None, :], masks[0][None, :]) if a.ndim == 2 else (a, masks[0])
+    b2, mb = (b[:, None], masks[1][:, None]) if b.ndim == 2 else (b, masks[1])
+    batch = np.broadcast_shapes(a2.shape[:-3], b2.shape[:-3])
+    w = a.shape[-1]
+    out = np.zeros(batch + (a2.shape[-3], b2.shape[-2], w), dtype=np.uint64)
+    for j in range(a2.shape[-2]):
+        term = a2[..., :, j, None, :] | b2[..., None, j, :, :]
+        live = ma[..., :, j, None] & mb[..., None, j, :]
+        out |= np.where(live[..., None], term, np.uint64(0))
+    return out.reshape(tuple(rec.out_shape) + (w,))
+
 
 declare(Primitive(
     "matmul", _arrays.matmul, "multilinear", numpy=(np.matmul,),
     methods=("__matmul__", "__rmatmul__"), public="matmul",
     parse=_ufunc_parse("matmul"), dual=_dc.matmul,
     tests=(_row((3, 4), (4,)), _row((4,), (4, 2)), _row((5, 4), (4, 6)),
-           _row((2, 3, 4), (4, 2)))))
+           _row((2, 3, 4), (4, 2))),
+    sparsity=_matmul_sparsity))
 declare(Primitive(
     "dot", _arrays.dot, "front_end", numpy=(np.dot,), methods=("dot",), public="dot",
     parse=_pair_parse("dot"), dual=_dc.dot,
@@ -385,12 +420,14 @@ declare(Primitive(
     "reshape", _tape.reshape, "linear", numpy=(np.reshape,), methods=("reshape",),
     public="reshape", parse=_reshape_parse, dual=_dc.reshape, record=_reshape_record,
     tests=(_row((3, 4), shape=(4, 3)), _row((5, 4), shape=(2, -1)),
-           _row((6,), shape=(2, 3)))))
+           _row((6,), shape=(2, 3))),
+    sparsity="by_index"))
 declare(Primitive(
     "transpose", _tape.transpose, "linear", numpy=(np.transpose,),
     methods=("transpose", "T"), public="transpose", parse=_transpose_parse,
     dual=_dc.transpose, record=_transpose_record,
-    tests=(_row((3, 4)), _row((2, 3, 4), axes=(1, 2, 0)), _row((5, 4)))))
+    tests=(_row((3, 4)), _row((2, 3, 4), axes=(1, 2, 0)), _row((5, 4))),
+    sparsity="by_index"))
 declare(Primitive(
     "ravel", _ravel, "front_end", numpy=(np.ravel,), parse=_ravel_parse,
     tests=(_row((3, 4)), _row((5, 4)))))
@@ -407,23 +444,28 @@ declare(Primitive(
 declare(Primitive(
     "getitem", _getitem, "linear", methods=("__getitem__",),
     tests=(_row((5,), key=slice(1, None)), _row((5, 4), key=(slice(None), 2)),
-           _row((5, 4), key=np.array([0, 2, 2])), _row((20,), key=slice(None, None, -3)))))
+           _row((5, 4), key=np.array([0, 2, 2])), _row((20,), key=slice(None, None, -3))),
+    sparsity="by_index"))
 declare(Primitive(
     "stack", _tape.stack, "linear", numpy=(np.stack,), public="stack",
     parse=_join_parse("stack"), dual=_dc.stack,
-    tests=(_row([(3,), (3,)]), _row([(5, 4), (5, 4)], axis=1), _row([(), ()]))))
+    tests=(_row([(3,), (3,)]), _row([(5, 4), (5, 4)], axis=1), _row([(), ()])),
+    sparsity="by_index"))
 declare(Primitive(
     "concatenate", _tape.concatenate, "linear", numpy=(np.concatenate,),
     public="concatenate", parse=_join_parse("concatenate"), dual=_dc.concatenate,
-    tests=(_row([(3,), (2,)]), _row([(5, 4), (5, 2)], axis=1))))
+    tests=(_row([(3,), (2,)]), _row([(5, 4), (5, 2)], axis=1)),
+    sparsity="by_index"))
 declare(Primitive(
     "array", _tape.array, "linear", public="array", dual=_dc.array,
-    tests=(_row([(), (), ()]), _row([(3,), (3,)]))))
+    tests=(_row([(), (), ()]), _row([(3,), (3,)])),
+    sparsity="by_index"))
 declare(Primitive(
     "where", _tape.where, "linear", numpy=(np.where,), public="where",
     parse=_where_parse, dual=_dc.where,
     tests=(_row(np.array([True, False, True]), (3,), (3,)),
-           _row(np.array([[True], [False]]), (2, 10), (10,)))))
+           _row(np.array([[True], [False]]), (2, 10), (10,))),
+    sparsity="by_index"))
 declare(Primitive(
     "clip", _math.clip, "front_end", numpy=(np.clip,), public="clip", parse=_clip_parse,
     tests=(_row((5,), -0.5, 0.5), _row((5, 4), None, 0.3))))

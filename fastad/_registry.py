@@ -32,6 +32,15 @@ import numpy as np
 #   front_end         lowered to other entries (clip, dot, inner, squeeze, ...)
 #   comparison        a boolean result, recorded as guards (np.less, ...)
 #   query             a property of the operand, no derivative (np.shape, ...)
+# What `sparsity` says (docs/design/array-registry.md section 4.7):
+#   elementwise  output element o depends on the operands' elements broadcast to o
+#   by_index     the record's forward run on integer index arrays says which operand
+#                element each output element is (layout, indexing, assembly)
+#   reduce       o depends on the operand's elements along the reduced axes
+#   dense        o depends on every element of every operand (the safe default)
+# or a callable rule(record, operand_bits) -> output bits (fastad._sparse_plan).
+SPARSITY_RULES = ("elementwise", "by_index", "reduce", "dense")
+
 KINDS = ("elementwise", "linear", "multilinear", "piecewise_linear", "nonlinear",
          "front_end", "comparison", "query")
 
@@ -57,15 +66,20 @@ class Primitive:
         "record",    # the record form the core calls for large arrays (it returns
                      # NotImplemented below the size threshold), or None
         "tests",     # rows of tests/test_registry.py: (shapes, params, domain)
+        "sparsity",  # how a record's output elements depend on its operands' (the
+                     # patterns of fastad._sparse_plan): one of SPARSITY_RULES, or a
+                     # callable rule(record, operand_bits) -> output bits
     )
 
     def __init__(self, name, impl, kind, numpy=(), methods=(), public=None, parse=None,
-                 op=-1, dual=None, reduce=None, record=None, tests=()):
+                 op=-1, dual=None, reduce=None, record=None, tests=(),
+                 sparsity="dense"):
         for field, value in (("name", name), ("impl", impl), ("kind", kind),
                              ("numpy", tuple(numpy)), ("methods", tuple(methods)),
                              ("public", public), ("parse", parse), ("op", op),
                              ("dual", dual), ("reduce", reduce), ("record", record),
-                             ("tests", tuple(tests))):
+                             ("tests", tuple(tests)),
+                             ("sparsity", sparsity)):
             object.__setattr__(self, field, value)
 
     def __setattr__(self, field, value):
@@ -97,6 +111,9 @@ def declare(prim):
     if (prim.kind == "elementwise") != (prim.op >= 0):
         raise ValueError("primitive %r: an op code exactly for elementwise kinds"
                          % prim.name)
+    if prim.sparsity not in SPARSITY_RULES and not callable(prim.sparsity):
+        raise ValueError("primitive %r: unknown sparsity rule %r"
+                         % (prim.name, prim.sparsity))
     if prim.numpy and prim.parse is None:
         raise ValueError("primitive %r answers to NumPy callables but has no parse"
                          % prim.name)

@@ -22,6 +22,7 @@ from fastad._replay import GUARD_NAMES, Replay, param_leaf, tape_copy, var_slot
 from fastad._tape import Var, as_source_dtype, grad_dtype
 from fastad._trace_spec import ArgSpec, Path, _leaf_array
 from fastad import _trace_file
+from fastad import _sparse_plan
 
 try:  # tangent and second-order sweeps (issue 4); absent in a partial build
     from fastad import _second
@@ -334,6 +335,64 @@ class TracedFunction:
                                  "it, or use tf.jacobian)" % (fname, path.out_shape))
             return fn(path)
         return wrapped
+
+    # -- sparse derivatives (fastad._sparse_plan; pattern and coloring per path) ---
+
+    def _sparse_plan(self, path, kind, fname):
+        """The JacobianPlan or HessianPlan of `path`, made on first use: its
+        pattern is structural, so it holds for every input taking that path."""
+        shapes = self._xspec.shapes
+        if self._xspec.treedef.kind != "leaf" or len(shapes[0]) != 1:
+            raise ValueError("%s: x must be a 1-D array (f maps R^n to R^m), got "
+                             "%s" % (fname, "shape %s" % (shapes[0],)
+                                     if self._xspec.treedef.kind == "leaf"
+                                     else "a pytree"))
+        if kind == "jacobian" and len(path.out_shape) != 1:
+            raise ValueError("%s: f must return a 1-D array, got shape %s (use "
+                             "tf.sparse_hessian for a scalar f)" % (fname, path.out_shape))
+        if kind == "hessian" and path.out_shape != ():
+            raise ValueError("%s: f must return a scalar, got shape %s"
+                             % (fname, path.out_shape))
+        plans = self.__dict__.setdefault("_sparse_plans", {})
+        plan = plans.get((kind, path.key))
+        if plan is None:
+            live = path.out_const is None
+            if kind == "jacobian":
+                plan = _sparse_plan.JacobianPlan(
+                    path.rp.tape, self.input_slots, _out_slots(path) if live else (),
+                    path.rp.out_size)
+            else:
+                plan = _sparse_plan.HessianPlan(
+                    path.rp.tape, self.input_slots, path.rp.out_slot if live else -1,
+                    fname)
+            plans[(kind, path.key)] = plan
+        return plan
+
+    def _sparse(self, x, params, kind, fname, info):
+        sp = _sparse_plan.scipy_sparse(fname)
+
+        def fn(path):
+            plan = self._sparse_plan(path, kind, fname)
+            return lambda tape: (plan.values(tape, sp, fname), plan)
+
+        _, _, (result, plan) = self._sweep(x, params, fname, fn)
+        return (result, plan.info()) if info else result
+
+    def sparse_jacobian(self, x, *params, info=False):
+        """The Jacobian at ``x`` as a ``scipy.sparse.csr_array`` (m, n), for a
+        function of a 1-D array to a 1-D array.  The pattern and its coloring
+        are found once per recorded path and kept; each call is one replay and
+        one sweep of k directions (k = the number of colors).  With
+        ``info=True``, returns ``(J, info)``: ``info.colors``, ``info.mode``
+        ("forward" or "reverse"), ``info.nnz``."""
+        return self._sparse(x, params, "jacobian", "tf.sparse_jacobian", info)
+
+    def sparse_hessian(self, x, *params, info=False):
+        """The Hessian of the scalar output at ``x`` (a 1-D array) as a
+        symmetric ``scipy.sparse.csr_array`` (n, n), from one forward-over-reverse
+        sweep of k directions (a star coloring, found once per path).  With
+        ``info=True``, returns ``(H, info)``."""
+        return self._sparse(x, params, "hessian", "tf.sparse_hessian", info)
 
     # -- batches -------------------------------------------------------------------
 

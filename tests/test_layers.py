@@ -54,12 +54,14 @@ LAYERS = [
     {"_arrays"},
     # sweeps over finished tapes, replay, the scratch-tape pool
     {"_second", "_replay", "_scratch"},
+    # sparsity kernels: dependency bit sets over the tape, graph colorings
+    {"_sparsity", "_coloring"},
     # array functions on top of records and slots, and their declarations
     {"_array_math", "_math", "_dual_collections", "_prims"},
     # tracing and the trace file format (spec < file format < _trace: no cycle)
-    {"_trace_spec", "_record_codec", "_trace_file", "_trace"},
+    {"_trace_spec", "_record_codec", "_trace_file", "_sparse_plan", "_trace"},
     # the transformations and the libraries built on them
-    {"_functional", "_forward", "nn", "optim", "_minimize"},
+    {"_functional", "_forward", "_sparse", "nn", "optim", "_minimize"},
     # the package: curated exports, the demo
     {"__init__", "__main__"},
 ]

@@ -40,6 +40,8 @@ NOT_ARRAY_FUNCTIONS = {
     "grad", "value_and_grad", "check_grad", "debug_nans", "release_memory", "Dual",
     "jvp", "vjp", "jacobian", "hessian", "hvp", "derivative", "optim", "nn",
     "minimize", "trace", "load",
+    "jacobian_sparsity", "sparse_jacobian", "hessian_sparsity", "sparse_hessian",
+    "least_squares",
 }
 
 # entries with no form over Duals (fd.* does not export them, or Dual arithmetic

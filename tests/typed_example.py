@@ -362,6 +362,35 @@ def debugging() -> None:
     fd.release_memory()
 
 
+# ----------------------------------------------------------------------------------
+# 12. Sparse derivatives (SciPy optional)
+
+def sparse() -> None:
+    def resid(x: fd.Var) -> fd.Var:
+        return x[1:] * x[:-1] - 1.0
+
+    x = vec(1.0, 2.0, 3.0)
+    try:
+        P = fd.jacobian_sparsity(resid)(x)
+    except ImportError:
+        return
+    assert P.shape == (2, 3)
+    J, info = fd.sparse_jacobian(resid, info=True)(x)
+    assert info.colors >= 2 and J.nnz == 4
+    assert fd.sparse_jacobian(resid)(x).shape == (2, 3)
+
+    def obj(x: fd.Var) -> fd.Var:
+        return fd.sum(resid(x) ** 2)
+
+    assert fd.hessian_sparsity(obj)(x).shape == (3, 3)
+    assert fd.sparse_hessian(obj)(x).nnz == 7      # tridiagonal: x0, x2 never meet
+    tf = fd.trace(obj, x)
+    H, hinfo = tf.sparse_hessian(x, info=True)
+    assert hinfo.nnz == H.nnz
+    res = fd.least_squares(resid, vec(0.5, 0.5, 0.5))
+    assert bool(res.success)
+
+
 def main() -> None:
     tape_basics()
     functional()
@@ -370,6 +399,7 @@ def main() -> None:
     training()
     traced()
     debugging()
+    sparse()
     print("typed_example: all checks passed (fastad %s)" % fd.__version__)
 
 
