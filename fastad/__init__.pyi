@@ -402,22 +402,15 @@ class _HessianFn(Protocol[_P]):
     ) -> _Float64Array: ...
 
 @type_check_only
-class _HvpFn(Protocol[_P]):
-    # H(x) @ v, shaped like x
+class _HvpFn(Protocol):
+    # H(x) @ v for a one-argument f, shaped like x (v comes after all of f's
+    # arguments, so a function of more arguments gets the untyped overload)
     @overload
-    def __call__(
-        self, x: float, v: float, /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> float: ...
+    def __call__(self, x: float, v: float, /) -> float: ...
     @overload
-    def __call__(
-        self, x: NDArray[_FloatT], v: _RealArrayLike, /, *args: _P.args,
-        **kwargs: _P.kwargs,
-    ) -> NDArray[_FloatT]: ...
+    def __call__(self, x: NDArray[_FloatT], v: _RealArrayLike, /) -> NDArray[_FloatT]: ...
     @overload
-    def __call__(
-        self, x: _IntArrayLike, v: _RealArrayLike, /, *args: _P.args,
-        **kwargs: _P.kwargs,
-    ) -> _Float64Array: ...
+    def __call__(self, x: _IntArrayLike, v: _RealArrayLike, /) -> _Float64Array: ...
 
 @type_check_only
 class _ScalarDerivativeFn(Protocol[_P]):
@@ -439,26 +432,42 @@ _VjpFn: TypeAlias = Callable[[_Real | _RealArrayLike], tuple[_GradTree, ...]]
 
 @overload
 def grad(
-    f: Callable[Concatenate[Any, _P], _Output], argnums: Literal[0] = 0
+    f: Callable[Concatenate[Any, _P], _Output], argnums: Literal[0] = 0,
+    has_aux: Literal[False] = False,
 ) -> _GradFn[_P]: ...
 @overload
-def grad(f: Callable[..., _Output], argnums: int) -> Callable[..., Any]: ...
+def grad(
+    f: Callable[..., _Output], argnums: int, has_aux: Literal[False] = False
+) -> Callable[..., Any]: ...
 @overload
 def grad(
-    f: Callable[..., _Output], argnums: tuple[int, ...]
+    f: Callable[..., _Output], argnums: tuple[int, ...], has_aux: Literal[False] = False
 ) -> Callable[..., tuple[Any, ...]]: ...
+# has_aux=True: f returns (output, aux); the result is (gradient, aux)
+@overload
+def grad(
+    f: Callable[..., tuple[_Output, Any]], argnums: int | tuple[int, ...] = 0, *,
+    has_aux: Literal[True],
+) -> Callable[..., tuple[Any, Any]]: ...
 @overload
 def value_and_grad(
-    f: Callable[Concatenate[Any, _P], _Output], argnums: Literal[0] = 0
+    f: Callable[Concatenate[Any, _P], _Output], argnums: Literal[0] = 0,
+    has_aux: Literal[False] = False,
 ) -> _ValueAndGradFn[_P]: ...
 @overload
 def value_and_grad(
-    f: Callable[..., _Output], argnums: int
+    f: Callable[..., _Output], argnums: int, has_aux: Literal[False] = False
 ) -> Callable[..., tuple[float, Any]]: ...
 @overload
 def value_and_grad(
-    f: Callable[..., _Output], argnums: tuple[int, ...]
+    f: Callable[..., _Output], argnums: tuple[int, ...], has_aux: Literal[False] = False
 ) -> Callable[..., tuple[float, tuple[Any, ...]]]: ...
+# has_aux=True: ((value, aux), gradient)
+@overload
+def value_and_grad(
+    f: Callable[..., tuple[_Output, Any]], argnums: int | tuple[int, ...] = 0, *,
+    has_aux: Literal[True],
+) -> Callable[..., tuple[tuple[float, Any], Any]]: ...
 def check_grad(
     f: Callable[[Any], _Output], x: _Real | _RealArrayLike, rtol: float = 1e-06
 ) -> float: ...
@@ -469,35 +478,53 @@ def jvp(
     primals: Sequence[_PyTree],
     tangents: Sequence[_PyTree],
 ) -> tuple[float | _Float64Array, float | _FloatArray]: ...
+@overload
 def vjp(
-    f: Callable[..., _Output | Sequence[Var | float]], *primals: _PyTree
+    f: Callable[..., _Output | Sequence[Var | float]], *primals: _PyTree,
+    has_aux: Literal[False] = False,
 ) -> tuple[float | _Float64Array, _VjpFn]: ...
+@overload
+def vjp(
+    f: Callable[..., tuple[_Output | Sequence[Var | float], Any]], *primals: _PyTree,
+    has_aux: Literal[True],
+) -> tuple[float | _Float64Array, _VjpFn, Any]: ...
 @overload
 def jacobian(
     f: Callable[Concatenate[Any, _P], _Output | Sequence[Var | float]],
-    argnums: Literal[0] = 0,
+    argnums: Literal[0] = 0, has_aux: Literal[False] = False,
 ) -> _JacobianFn[_P]: ...
 @overload
 def jacobian(
-    f: Callable[..., _Output | Sequence[Var | float]], argnums: int
+    f: Callable[..., _Output | Sequence[Var | float]], argnums: int,
+    has_aux: Literal[False] = False,
 ) -> Callable[..., Any]: ...
 @overload
 def jacobian(
-    f: Callable[..., _Output | Sequence[Var | float]], argnums: tuple[int, ...]
+    f: Callable[..., _Output | Sequence[Var | float]], argnums: tuple[int, ...],
+    has_aux: Literal[False] = False,
 ) -> Callable[..., tuple[Any, ...]]: ...
-# hessian and hvp differentiate one argument, a number or an array: f gets a Var
+# has_aux=True: (J, aux)
+@overload
+def jacobian(
+    f: Callable[..., tuple[_Output | Sequence[Var | float], Any]],
+    argnums: int | tuple[int, ...] = 0, *, has_aux: Literal[True],
+) -> Callable[..., tuple[Any, Any]]: ...
+# hessian and hvp of a number or array argument (f gets a Var): typed results; of a
+# pytree or a tuple argnums: trees of blocks (Any)
 @overload
 def hessian(
     f: Callable[Concatenate[Var, _P], _Output], argnums: Literal[0] = 0
 ) -> _HessianFn[_P]: ...
 @overload
-def hessian(f: Callable[..., _Output], argnums: int) -> Callable[..., Any]: ...
+def hessian(
+    f: Callable[..., _Output], argnums: int | tuple[int, ...]
+) -> Callable[..., Any]: ...
+@overload
+def hvp(f: Callable[[Var], _Output], argnums: Literal[0] = 0) -> _HvpFn: ...
 @overload
 def hvp(
-    f: Callable[Concatenate[Var, _P], _Output], argnums: Literal[0] = 0
-) -> _HvpFn[_P]: ...
-@overload
-def hvp(f: Callable[..., _Output], argnums: int) -> Callable[..., Any]: ...
+    f: Callable[..., _Output], argnums: int | tuple[int, ...] = 0
+) -> Callable[..., Any]: ...
 # f gets a Dual; a number or Dual out gives a number, a list or array of them an array
 @overload
 def derivative(

@@ -13,7 +13,8 @@ import numpy as np
 from fastad._dual import Dual
 from fastad._errors import TapeError
 from fastad._functional import (_args_to_vars, _leaf_to_var, _normalize_argnums,
-                                _scratch_tape, scalar_output)
+                                _scratch_tape, aux_values, check_has_aux, scalar_output,
+                                split_aux)
 from fastad._pytree import tree_flatten, tree_unflatten
 from fastad._second import (hessian_sweep, hvp_sweep, jacobian_forward, reverse_sweep,
                             tangent_sweep, var_slots)
@@ -193,12 +194,15 @@ def _float_array(x, where):
     return float_array(x, where)
 
 
-def vjp(f, *primals):
+def vjp(f, *primals, has_aux=False):
     """``(f(*primals), vjp_fn)``: the value and a vector-Jacobian product function.
 
     ``f`` is run and recorded once; ``vjp_fn(u)`` sweeps the kept recording
     backwards, so it may be called any number of times with different
     cotangents ``u`` (each of the shape of ``f``'s output).
+
+    With ``has_aux=True``, ``f`` returns a pair ``(output, aux)`` and the result
+    is ``(value, vjp_fn, aux)``, ``aux`` with its Vars replaced by their values.
 
     Returns
     -------
@@ -213,9 +217,13 @@ def vjp(f, *primals):
     (array([2., 4.]), (array([ 2., 20.]),))
     """
     _check_callable(f, "vjp")
+    check_has_aux(has_aux, "vjp")
     tape = Tape()
     with tape:
         out, flat = _record(f, primals, range(len(primals)), tape, "vjp", {})
+        if has_aux:
+            out, aux = split_aux(out, "vjp")
+            aux = aux_values(aux)
     value, out_slots, shape = _output(tape, out, "vjp")
     leaves = [v for lv, _ in flat for v in lv]
     in_slots, layout = _leaf_slots(leaves)
@@ -240,13 +248,15 @@ def vjp(f, *primals):
         return tuple(result)
 
     vjp_fn.__name__ = "vjp_%s" % getattr(f, "__name__", "f")
+    if has_aux:
+        return value, vjp_fn, aux
     return value, vjp_fn
 
 
 # ----------------------------------------------------------------------------------
 # jacobian
 
-def jacobian(f, argnums=0):
+def jacobian(f, argnums=0, has_aux=False):
     """Return a function computing the Jacobian of ``f`` with respect to
     ``args[argnums]``.
 
@@ -260,7 +270,9 @@ def jacobian(f, argnums=0):
         ``jacobian_f(*args, **kwargs)``: an array of shape
         ``out.shape + in.shape`` (a float when both are scalars); for a pytree
         argument, the same pytree of such arrays; a tuple of them for a tuple
-        ``argnums``.
+        ``argnums``.  With ``has_aux=True``, ``f`` returns a pair ``(output,
+        aux)`` and ``jacobian_f`` returns ``(J, aux)``, ``aux`` with its Vars
+        replaced by their values.
 
     Examples
     --------
@@ -269,11 +281,15 @@ def jacobian(f, argnums=0):
            [0., 4.]])
     """
     _check_callable(f, "jacobian")
+    check_has_aux(has_aux, "jacobian")
 
     def jacobian_f(*args, **kwargs):
         nums = _normalize_argnums(argnums, len(args), "jacobian")
         with _scratch_tape() as tape:
             out, flat = _record(f, args, nums, tape, "jacobian", kwargs)
+            if has_aux:
+                out, aux = split_aux(out, "jacobian")
+                aux = aux_values(aux)
             _, out_slots, shape = _output(tape, out, "jacobian")
             leaves = [v for lv, _ in flat for v in lv]
             in_slots, layout = _leaf_slots(leaves)
@@ -289,7 +305,8 @@ def jacobian(f, argnums=0):
             results.append(_split(J.reshape(tuple(shape) + (m,)),
                                   layout[first:first + len(lv)], shape, td))
             first += len(lv)
-        return tuple(results) if isinstance(argnums, tuple) else results[0]
+        J = tuple(results) if isinstance(argnums, tuple) else results[0]
+        return (J, aux) if has_aux else J
 
     return _wrap_name(jacobian_f, f, "jacobian")
 
@@ -297,67 +314,102 @@ def jacobian(f, argnums=0):
 # ----------------------------------------------------------------------------------
 # second order
 
-def _single_input(tape, x, fname):
-    """x (a number or an array, lists of numbers allowed) as one leaf Var."""
-    if isinstance(x, (dict, tuple)) or (isinstance(x, list) and not _numeric_list(x)):
-        raise TypeError("%s: x must be a number or an array of numbers, got %s"
-                        % (fname, type(x).__name__))
-    if isinstance(x, list):
-        x = np.asarray(x, dtype=np.float64)
-    return _leaf_to_var(tape, x, "%s: x" % fname)
+def _as_array_if_numbers(x):
+    """A flat list of numbers as the differentiated argument of hessian/hvp is one
+    array (fastad's rule since 0.1.0, kept: fd.hessian(f)([1.0, 2.0]) is a 2x2
+    matrix); any other list, tuple or dict is a pytree of leaves."""
+    if isinstance(x, list) and x and all(
+            isinstance(e, numbers.Real) and not isinstance(e, (bool, np.bool_))
+            for e in x):
+        return np.asarray(x, dtype=np.float64)
+    return x
 
 
-def _numeric_list(x):
-    try:
-        return np.asarray(x).dtype.kind in "biuf"
-    except Exception:
-        return False
+def _second_order_inputs(tape, args, argnums, fname):
+    """Leaf Vars for args[argnums] on `tape`: (call args, leaves, treedef of the
+    differentiated tree: args[argnums] for an int, their tuple for a tuple)."""
+    nums = _normalize_argnums(argnums, len(args), fname)
+    args = list(args)
+    for i in nums:
+        args[i] = _as_array_if_numbers(args[i])
+    call, trees = _args_to_vars(tape, args, nums, fname)
+    tree = tuple(trees) if isinstance(argnums, tuple) else trees[0]
+    leaves, td = tree_flatten(tree)
+    return call, leaves, td
+
+
+def _blocks(H, layout, treedef):
+    """The (m, m) Hessian over the concatenated leaves cut into a tree of trees of
+    blocks, block [a][b] of shape leaf_a.shape + leaf_b.shape (JAX's layout: a dict
+    argument gives a dict of dicts, a tuple argnums a tuple of tuples)."""
+    rows = []
+    for off_a, size_a, shape_a, dtype_a in layout:
+        row = []
+        for off_b, size_b, shape_b, dtype_b in layout:
+            block = H[off_a:off_a + size_a, off_b:off_b + size_b]
+            dtype = _common_dtype([(0, 0, (), dtype_a), (0, 0, (), dtype_b)])
+            block = block.reshape(tuple(shape_a) + tuple(shape_b))
+            row.append(as_source_dtype(float(block) if block.ndim == 0 else
+                                       block.copy(), dtype))
+        rows.append(tree_unflatten(treedef, row))
+    return tree_unflatten(treedef, rows)
+
+
+def _scalar_target(tape, out, fname):
+    _, target = scalar_output(out, fname)
+    if target is not None and target.tape is not tape:
+        raise TapeError("%s: f returned a Var of another tape" % fname)
+    return target
 
 
 def hessian(f, argnums=0):
     """Return a function computing the dense Hessian of scalar-valued ``f``.
 
-    ``hessian_f(x, *args)`` records ``f`` once at ``x`` (a float or an array) and
-    runs forward-over-reverse sweeps over the recording; each sweep handles many
-    unit directions, so an n-input Hessian costs a few passes, not n gradients.
+    ``hessian_f(*args)`` records ``f`` once and runs forward-over-reverse sweeps
+    over the recording; each sweep handles many unit directions, so an n-input
+    Hessian costs a few passes, not n gradients.
+
+    Parameters
+    ----------
+    f : callable
+        A function returning a scalar.
+    argnums : int or tuple of int, optional
+        Which positional arguments to differentiate (default 0), as for
+        :func:`fastad.grad`.  The argument may be a number, an array (a flat list
+        of numbers counts as one) or a pytree of them.
 
     Returns
     -------
     callable
-        ``hessian_f(*args, **kwargs)``: an array of shape ``x.shape + x.shape``
-        for ``x = args[argnums]`` (a float for a scalar ``x``).
+        ``hessian_f(*args, **kwargs)``: for an array ``x = args[argnums]`` an
+        array of shape ``x.shape + x.shape`` (a float for a scalar ``x``).  For a
+        pytree argument, a tree of trees of blocks in JAX's layout: a dict
+        argument gives a dict of dicts, ``H[a][b]`` of shape ``x[a].shape +
+        x[b].shape``; a tuple ``argnums`` gives a tuple of tuples.
 
     Examples
     --------
     >>> fd.hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 2.0]))
     array([[4., 2.],
            [2., 0.]])
+    >>> fd.hessian(lambda x, y: x * x * y, argnums=(0, 1))(3.0, 2.0)
+    ((4.0, 6.0), (6.0, 0.0))
     """
     _check_callable(f, "hessian")
-    if isinstance(argnums, bool) or not isinstance(argnums, numbers.Integral):
-        raise TypeError("hessian: argnums must be an int, got %r" % (argnums,))
+    _normalize_argnums(argnums, 1 << 30, "hessian")     # its type, checked early
 
     def hessian_f(*args, **kwargs):
-        nums = _normalize_argnums(argnums, len(args), "hessian")
-        i = nums[0]
         with _scratch_tape() as tape:
-            xv = _single_input(tape, args[i], "hessian")
-            call = list(args)
-            call[i] = xv
-            _, target = scalar_output(f(*call, **kwargs), "hessian")
-            shape = xv.shape
-            m = xv.size
-            dtype = source_dtype(xv)
-            if target is None:
+            call, leaves, td = _second_order_inputs(tape, args, argnums, "hessian")
+            target = _scalar_target(tape, f(*call, **kwargs), "hessian")
+            in_slots, layout = _leaf_slots(leaves)
+            m = in_slots.size
+            if target is None or m == 0:
                 H = np.zeros((m, m))
             else:
-                if target.tape is not tape:
-                    raise TapeError("hessian: f returned a Var of another tape")
-                H = hessian_sweep(tape, var_slots(xv), int(var_slots(target)[0]),
+                H = hessian_sweep(tape, in_slots, int(var_slots(target)[0]),
                                   fname="hessian")[1]
-        if shape == ():
-            return as_source_dtype(float(H[0, 0]), dtype)
-        return as_source_dtype(H.reshape(shape + shape), dtype)
+        return _blocks(H, layout, td)
 
     return _wrap_name(hessian_f, f, "hessian")
 
@@ -369,11 +421,20 @@ def hvp(f, argnums=0):
     and one second-order reverse sweep give the product, for a small multiple of
     the cost of one gradient.
 
+    Parameters
+    ----------
+    f : callable
+        A function returning a scalar.
+    argnums : int or tuple of int, optional
+        Which positional arguments to differentiate (default 0), as for
+        :func:`fastad.hessian`.
+
     Returns
     -------
     callable
-        ``hvp_f(x, v, *more_args)``: ``v`` has the shape of ``x``, and so has the
-        result.
+        ``hvp_f(*args, v)``: ``v`` comes last, shaped like the differentiated
+        arguments (``args[argnums]``; for a tuple ``argnums``, a tuple of them),
+        and so is the result.
 
     Examples
     --------
@@ -381,35 +442,53 @@ def hvp(f, argnums=0):
     array([ 6., 12.])
     """
     _check_callable(f, "hvp")
-    if isinstance(argnums, bool) or not isinstance(argnums, numbers.Integral):
-        raise TypeError("hvp: argnums must be an int, got %r" % (argnums,))
+    _normalize_argnums(argnums, 1 << 30, "hvp")
 
-    def hvp_f(x, v, *args, **kwargs):
-        args = (x,) + args
-        nums = _normalize_argnums(argnums, len(args), "hvp")
-        i = nums[0]
-        vv = _float_array(v, "hvp: v")
+    def hvp_f(*args, **kwargs):
+        if len(args) < 2:
+            raise TypeError("hvp: the function takes f's arguments and then v, got %d "
+                            "argument(s)" % len(args))
+        *args, v = args
         with _scratch_tape() as tape:
-            xv = _single_input(tape, args[i], "hvp")
-            if vv.shape != xv.shape:
-                raise ValueError("hvp: v must have the shape of x %s, got %s"
-                                 % (xv.shape, vv.shape))
-            call = list(args)
-            call[i] = xv
-            dtype = source_dtype(xv)
-            _, target = scalar_output(f(*call, **kwargs), "hvp")
-            if target is None:
-                hv = np.zeros(xv.size)
+            call, leaves, td = _second_order_inputs(tape, args, argnums, "hvp")
+            in_slots, layout = _leaf_slots(leaves)
+            direction = _direction(v, leaves, td, in_slots.size, argnums)
+            target = _scalar_target(tape, f(*call, **kwargs), "hvp")
+            if target is None or in_slots.size == 0:
+                hv = np.zeros(in_slots.size)
             else:
-                if target.tape is not tape:
-                    raise TapeError("hvp: f returned a Var of another tape")
-                hv = hvp_sweep(tape, var_slots(xv), int(var_slots(target)[0]),
-                               vv.reshape(1, -1), "hvp")[1][0]
-        if vv.shape == ():
-            return as_source_dtype(float(hv[0]), dtype)
-        return as_source_dtype(hv.reshape(vv.shape), dtype)
+                hv = hvp_sweep(tape, in_slots, int(var_slots(target)[0]),
+                               direction[None, :], "hvp")[1][0]
+        return _split(hv, layout, (), td)
 
     return _wrap_name(hvp_f, f, "hvp")
+
+
+def _direction(v, leaves, td, m, argnums):
+    """hvp's v flattened in the leaves' order; it must have their structure and
+    shapes (a flat list of numbers standing for an array argument may be an array
+    or a list)."""
+    if isinstance(argnums, tuple) and isinstance(v, (tuple, list)):
+        v = type(v)(_as_array_if_numbers(e) for e in v)
+    else:
+        v = _as_array_if_numbers(v)
+    vl, vtd = tree_flatten(v)
+    if vtd != td:
+        if len(leaves) == 1 and td.kind == "leaf":
+            vl = [v]
+        else:
+            raise ValueError("hvp: v must have the structure of the differentiated "
+                             "argument%s" % ("s" if isinstance(argnums, tuple) else ""))
+    out = np.empty(m)
+    k = 0
+    for leaf, vv in zip(leaves, vl):
+        arr = _float_array(vv, "hvp: v")
+        if arr.shape != leaf.shape:
+            raise ValueError("hvp: v must have the shape of x %s, got %s"
+                             % (leaf.shape, arr.shape))
+        out[k:k + arr.size] = arr.reshape(-1)
+        k += arr.size
+    return out
 
 
 # ----------------------------------------------------------------------------------
@@ -465,7 +544,9 @@ def _scalar_point(x):
     if arr.ndim != 0:
         raise ValueError("derivative: x must be a scalar, got an array of shape %s; "
                          "fd.derivative differentiates along one scalar input: use "
-                         "fd.jacobian (or fd.jvp for one direction) for an array input"
+                         "fd.jacobian (or fd.jvp for one direction) for an array input, "
+                         "or fd.grad(lambda x: fd.sum(f(x))) for the elementwise "
+                         "derivative of an elementwise f"
                          % (arr.shape,))
     return float(arr)
 

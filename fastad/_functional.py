@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from fastad._errors import GradientCheckError
-from fastad._pytree import tree_flatten, tree_unflatten
+from fastad._pytree import tree_flatten, tree_map, tree_unflatten
 from fastad._scratch import _pool, _scratch_tape
 from fastad._tape import (Var, _set_debug_nans, as_source_dtype, float_array,
                           leaf_variable, source_dtype)
@@ -140,7 +140,30 @@ def _zeros_like_vars(tree):
                                for v in leaves])
 
 
-def value_and_grad(f, argnums=0):
+def split_aux(out, fname):
+    """(output, aux) of what f returned under has_aux=True: a pair, else a
+    TypeError saying what f must return."""
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError("%s(..., has_aux=True): f must return a pair (output, aux), got "
+                        "%s" % (fname, "a tuple of %d items" % len(out)
+                                if isinstance(out, tuple) else type(out).__name__))
+    return out
+
+
+def aux_values(aux):
+    """aux with every Var replaced by its value (a float, or a read-only array's
+    copy), so nothing of the scratch tape leaves the call: the tape is reused."""
+    return tree_map(_plain_leaf, aux)
+
+
+def _plain_leaf(leaf):
+    if type(leaf) is Var:
+        value = leaf.value
+        return float(value) if leaf.shape == () else np.array(value)
+    return leaf
+
+
+def value_and_grad(f, argnums=0, has_aux=False):
     """Return a function computing ``(f(*args), gradient of f)`` by reverse mode.
 
     Like :func:`fastad.grad`, but the returned function also gives the value of
@@ -153,46 +176,61 @@ def value_and_grad(f, argnums=0):
         scalar or a 0-d array.
     argnums : int or tuple of int, optional
         Which positional arguments to differentiate (default 0).
+    has_aux : bool, optional
+        ``f`` returns a pair ``(output, aux)``: ``output`` is differentiated,
+        ``aux`` comes back beside it with its Vars replaced by their values.
 
     Returns
     -------
     callable
         ``value_and_grad_f(*args, **kwargs)`` returning ``(value, gradient)``:
-        ``value`` is a float, ``gradient`` as for :func:`fastad.grad`.
+        ``value`` is a float, ``gradient`` as for :func:`fastad.grad`; with
+        ``has_aux=True``, ``((value, aux), gradient)``.
 
     Examples
     --------
     >>> fd.value_and_grad(lambda x, y: x * y, argnums=(0, 1))(2.0, 3.0)
     (6.0, (3.0, 2.0))
     """
-    return _value_and_grad(f, argnums, "value_and_grad")
+    return _value_and_grad(f, argnums, "value_and_grad", has_aux)
 
 
-def _value_and_grad(f, argnums, fname):
-    """value_and_grad, with error messages naming `fname` (grad or value_and_grad)."""
+def _value_and_grad(f, argnums, fname, has_aux=False):
+    """value_and_grad, with error messages naming `fname` (grad or value_and_grad);
+    with has_aux, ((value, aux), gradient)."""
     if not callable(f):
         raise TypeError("%s: f must be callable, got %s" % (fname, type(f).__name__))
+    check_has_aux(has_aux, fname)
 
     def value_and_grad_f(*args, **kwargs):
         nums = _normalize_argnums(argnums, len(args), fname)
         with _scratch_tape() as tape:
             call_args, trees = _args_to_vars(tape, args, nums, fname)
             out = f(*call_args, **kwargs)
+            if has_aux:
+                out, aux = split_aux(out, fname)
+                aux = aux_values(aux)
             value, target = scalar_output(out, fname)
             if target is None:
                 grads = [_zeros_like_vars(t) for t in trees]
             else:
                 grads = tape.gradient(target, trees)
-        if isinstance(argnums, tuple):
-            return value, tuple(grads)
-        return value, grads[0]
+        grads = tuple(grads) if isinstance(argnums, tuple) else grads[0]
+        if has_aux:
+            return (value, aux), grads
+        return value, grads
 
     value_and_grad_f.__name__ = "value_and_grad_%s" % getattr(f, "__name__", "f")
     value_and_grad_f.__doc__ = f.__doc__
     return value_and_grad_f
 
 
-def grad(f, argnums=0):
+def check_has_aux(has_aux, fname):
+    if not isinstance(has_aux, (bool, np.bool_)):
+        raise TypeError("%s: has_aux must be True or False, got %r" % (fname, has_aux))
+
+
+def grad(f, argnums=0, has_aux=False):
     """Return a function computing the gradient of scalar-valued ``f`` by reverse mode.
 
     Each call of the returned function runs ``f`` once on Vars, recording every
@@ -208,6 +246,10 @@ def grad(f, argnums=0):
     argnums : int or tuple of int, optional
         Which positional arguments to differentiate (default 0).  A tuple gives a
         tuple of gradients, one per entry.
+    has_aux : bool, optional
+        ``f`` returns a pair ``(output, aux)``: ``output`` is differentiated and
+        ``grad_f`` returns ``(gradient, aux)``, ``aux`` with its Vars replaced by
+        their values (JAX's convention).
 
     Returns
     -------
@@ -232,11 +274,18 @@ def grad(f, argnums=0):
     6.0
     >>> fd.grad(lambda p: fd.sum(p["w"] ** 2))({"w": np.array([1.0, 2.0])})
     {'w': array([2., 4.])}
+    >>> fd.grad(lambda x: (x * x, {"x3": x ** 3}), has_aux=True)(2.0)
+    (4.0, {'x3': 8.0})
     """
-    vg = _value_and_grad(f, argnums, "grad")
+    vg = _value_and_grad(f, argnums, "grad", has_aux)
 
-    def grad_f(*args, **kwargs):
-        return vg(*args, **kwargs)[1]
+    if has_aux:
+        def grad_f(*args, **kwargs):
+            (_, aux), g = vg(*args, **kwargs)
+            return g, aux
+    else:
+        def grad_f(*args, **kwargs):
+            return vg(*args, **kwargs)[1]
 
     grad_f.__name__ = "grad_%s" % getattr(f, "__name__", "f")
     grad_f.__doc__ = f.__doc__

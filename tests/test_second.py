@@ -250,7 +250,9 @@ def test_extra_arguments_and_argnums():
     f = lambda x, c: c * fd.sum(x ** 3)
     np.testing.assert_allclose(fd.hessian(f)(np.ones(2), 2.0), 12.0 * np.eye(2))
     assert fd.hessian(f, argnums=1)(np.ones(2), 2.0) == 0.0
-    np.testing.assert_allclose(fd.hvp(f)(np.ones(2), np.ones(2), 2.0), [12.0, 12.0])
+    # v comes last, after all of f's arguments (API: fd.hvp(f, argnums)(*args, v))
+    np.testing.assert_allclose(fd.hvp(f)(np.ones(2), 2.0, np.ones(2)), [12.0, 12.0])
+    assert fd.hvp(f, argnums=1)(np.ones(2), 2.0, 1.0) == 0.0
 
 
 def test_absolute_zero_in_unselected_branch():
@@ -264,10 +266,10 @@ def test_absolute_zero_in_unselected_branch():
 def test_errors_name_the_argument():
     with pytest.raises(TypeError, match="hessian: f must be callable"):
         fd.hessian(3)
-    with pytest.raises(TypeError, match="hessian: x"):
+    with pytest.raises(TypeError, match="hessian: argument 0"):
         fd.hessian(lambda x: x)("abc")
-    with pytest.raises(TypeError, match="hessian: x must be a number or an array"):
-        fd.hessian(lambda x: x)({"a": 1.0})
+    with pytest.raises(TypeError, match="hessian: argument 0 must be a number or an array"):
+        fd.hessian(lambda x: x)({"a": "b"})
     with pytest.raises(ValueError, match="scalar"):
         fd.hessian(lambda x: x * 2.0)(np.ones(2))
     with pytest.raises(ValueError, match="hvp: v must have the shape of x"):

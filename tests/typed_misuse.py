@@ -70,8 +70,8 @@ g_wrong: float = fd.grad(loss)(w0, X, y)  # E: assignment
 fd.grad(lambda t: "t")  # E: arg-type
 # fd.derivative hands f a Dual, which a float-only function cannot take
 fd.derivative(as_float)  # E: call-overload|arg-type
-# fd.hessian and fd.hvp hand f one Var
-fd.hvp(loss)(w0, w0)  # E: call-overload|call-arg
+# fd.hessian and fd.hvp take argnums as fd.grad does
+fd.hvp(loss, argnums="w")  # E: call-overload|arg-type
 # a Dual has no __getattr__ for users: fd.sin(d), not d.sin()
 fd.Dual(1.0, 1.0).sin()  # E: attr-defined
 fd.Dual("1")  # E: arg-type
