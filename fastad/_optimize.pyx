@@ -211,6 +211,7 @@ def optimize(Tape tape, Py_ssize_t n_in, Py_ssize_t n_param, Py_ssize_t out_slot
     cdef Work w
     memset(&w, 0, sizeof(Work))
     cdef Tape t
+    cdef int64_t[::1] kv
     kept = None
     try:
         w.rep = <int32_t *>PyMem_Malloc(n * sizeof(int32_t))
@@ -281,9 +282,10 @@ def optimize(Tape tape, Py_ssize_t n_in, Py_ssize_t n_param, Py_ssize_t out_slot
         # where each old slot index lands: the number of kept slots below it (the
         # new index of the first kept slot at or after it), for slot ranges (spans)
         kept = np.empty(n + 1, dtype=np.int64)
-        kept[0] = 0
+        kv = kept
+        kv[0] = 0
         for i in range(n):
-            kept[i + 1] = kept[i] + (1 if i < first or w.newi[i] >= 0 else 0)
+            kv[i + 1] = kv[i] + (1 if i < first or w.newi[i] >= 0 else 0)
         nga = np.empty(ng, dtype=np.int32)
         ngb = np.empty(ng, dtype=np.int32)
         for g in range(ng):
