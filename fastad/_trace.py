@@ -525,7 +525,7 @@ def load(path, primitives=None):
     """Load a trace written by tf.save(path); fd.TraceError if the file is not one,
     or is truncated, corrupted, malformed or of another format version.
 
-    primitives: the user-defined primitives the trace may name (API.md section 5);
+    primitives: the user-defined primitives the trace may name;
     records are resolved by name from this list and from fastad's own operations,
     never imported."""
     return _loaded(_trace_file.read_file(path, primitives))
