@@ -3,7 +3,8 @@
 The public names are those of ``__all__`` here and of ``fastad.optim`` and
 ``fastad.nn``; everything else lives in private modules.
 """
-from fastad._errors import FastADError, GradientCheckError, TapeError, TraceError
+from fastad._errors import (CompileError, FastADError, GradientCheckError, TapeError,
+                            TraceError)
 from fastad._tape import Tape, Var
 # fd.sin ... fd.concatenate: the public function of every array primitive, as its
 # declaration in fastad._prims gives it (importing it fills the registry that NumPy's
@@ -25,7 +26,8 @@ globals().update(_PUBLIC)
 from fastad._version import __version__
 
 __all__ = [
-    "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape", "Var",
+    "CompileError", "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape",
+    "Var",
     "grad", "value_and_grad", "check_grad", "debug_nans", "release_memory",
     "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "derivative",
     "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh",

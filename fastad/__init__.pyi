@@ -100,6 +100,7 @@ _K = TypeVar("_K")
 class FastADError(Exception): ...
 class TapeError(FastADError): ...
 class TraceError(FastADError): ...
+class CompileError(FastADError): ...
 class GradientCheckError(FastADError): ...
 
 # ----------------------------------------------------------------------------------
@@ -1231,7 +1232,8 @@ def concatenate(arrays: Sequence[_DualSeq | _RealArrayLike], axis: int = 0) -> _
 
 
 __all__ = [
-    "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape", "Var",
+    "CompileError", "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape",
+    "Var",
     "grad", "value_and_grad", "check_grad", "debug_nans", "release_memory",
     "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "derivative",
     "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh",

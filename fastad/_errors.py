@@ -24,3 +24,9 @@ class TraceError(FastADError):
 class GradientCheckError(FastADError):
     """``fd.check_grad`` found a gradient that disagrees with finite differences;
     the message lists the worst coordinates."""
+
+
+class CompileError(FastADError):
+    """``tf.compile()`` could not build machine code for a trace: no working C
+    compiler (the message says which commands were tried), or a trace it cannot
+    compile (one holding array operations)."""

@@ -217,7 +217,8 @@ def _traced(flat_f, x0, args):
     except ImportError:
         raise ImportError("minimize(trace=True) needs fd.trace, which this build of "
                           "fastad does not have") from None
-    tf = trace(flat_f, x0.copy(), *args, retrace=True)
+    # optimize=False: replay stays bit for bit the untraced run (same iterates)
+    tf = trace(flat_f, x0.copy(), *args, retrace=True, optimize=False)
 
     def fun(v):
         value, g = tf.value_and_grad(np.array(v, dtype=np.float64), *args)

@@ -33,6 +33,9 @@ from fastad._errors import TraceError
 from fastad._core cimport (
     fad_eval, fad_op_kind, FAD_VAR, FAD_PARAM, FAD_CONST, FAD_BLOCK, FAD_NUM_SCALAR_OPS,
     FAD_KIND_LEAF, FAD_KIND_UNARY, FAD_KIND_CONST, FAD_KIND_BINARY,
+    FAD_COPY, FAD_NEG, FAD_SIGN, FAD_FLOOR, FAD_CEIL, FAD_ADD, FAD_ADD_C1, FAD_ADD_C0,
+    FAD_SUB, FAD_SUB_C1, FAD_SUB_C0, FAD_MUL_C1, FAD_MUL_C0, FAD_DIV_C1, FAD_MOD_C1,
+    FAD_FLOORDIV, FAD_FLOORDIV_C1, FAD_FLOORDIV_C0,
 )
 from fastad._tape cimport Tape, Var, new_var, leaf_block, as_float_array, sweep_scalar
 
@@ -62,6 +65,25 @@ GUARD_CODES = {"<": 0, "<=": 1, "==": 2, "!=": 3, ">": 4, ">=": 5,
 GUARD_NAMES = {0: "<", 1: "<=", 2: "==", 3: "!=", 4: ">", 5: ">="}
 
 
+# Ops whose first partials do not depend on the values (a literal, or the op's own
+# constant): replay computes only their value and leaves da/db as Replay() set them
+# once (fixed_partials).  tests/test_optimize.py checks the claim on every listed op.
+FIXED_PARTIAL_OPS = (FAD_COPY, FAD_NEG, FAD_SIGN, FAD_FLOOR, FAD_CEIL, FAD_ADD,
+                     FAD_ADD_C1, FAD_ADD_C0, FAD_SUB, FAD_SUB_C1, FAD_SUB_C0, FAD_MUL_C1,
+                     FAD_MUL_C0, FAD_DIV_C1, FAD_MOD_C1, FAD_FLOORDIV, FAD_FLOORDIV_C1,
+                     FAD_FLOORDIV_C0)
+cdef uint8_t FIXED[FAD_NUM_SCALAR_OPS]
+memset(FIXED, 0, sizeof(FIXED))
+for _o in FIXED_PARTIAL_OPS:
+    FIXED[_o] = 1
+
+# A compiled trace's machine code (fastad._compile): the forward pass over slots
+# first .. n-1 and the reverse sweep from the output slot down to slot 1, with the
+# same effect on val/da/db/adj as forward_scalar and reverse_scalar.
+ctypedef void (*fwd_fn)(double *val, double *da, double *db) noexcept nogil
+ctypedef void (*rev_fn)(const double *da, const double *db, double *adj) noexcept nogil
+
+
 cdef struct Prog:
     # Everything a row of replay + gradient reads, as plain pointers (no GIL).
     const uint8_t *op
@@ -78,6 +100,8 @@ cdef struct Prog:
     const int32_t *gb
     const double *gc
     const double *go
+    fwd_fn fwd              # NULL: interpret the tape
+    rev_fn rev
 
 
 cdef void forward_scalar(const uint8_t *op, const int32_t *a, const int32_t *b,
@@ -92,14 +116,35 @@ cdef void forward_scalar(const uint8_t *op, const int32_t *a, const int32_t *b,
     """
     cdef Py_ssize_t i
     cdef int o, k
-    cdef double y
+    cdef double y, d1, d2
     for i in range(lo, hi):
         o = op[i]
         k = fad_op_kind[o]
         if k == FAD_KIND_LEAF:
             continue
         y = val[b[i]] if k == FAD_KIND_BINARY else db[i]
-        val[i] = fad_eval(o, val[a[i]], y, &da[i], &db[i])
+        if FIXED[o]:     # partials set once (fixed_partials): the value only
+            val[i] = fad_eval(o, val[a[i]], y, &d1, &d2)
+        else:
+            val[i] = fad_eval(o, val[a[i]], y, &da[i], &db[i])
+
+
+cdef void fixed_partials(const uint8_t *op, const int32_t *a, const int32_t *b,
+                         const double *val, double *da, double *db,
+                         Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Set da/db of the FIXED ops among slots lo .. hi-1 (what every replay would
+    write there: they do not depend on the values).  A constant-operand op's db is
+    its constant and comes back unchanged."""
+    cdef Py_ssize_t i
+    cdef int o, k
+    cdef double y
+    for i in range(lo, hi):
+        o = op[i]
+        if not FIXED[o]:
+            continue
+        k = fad_op_kind[o]
+        y = val[b[i]] if k == FAD_KIND_BINARY else db[i]
+        fad_eval(o, val[a[i]], y, &da[i], &db[i])
 
 
 cdef void reverse_scalar(const int32_t *a, const int32_t *b, const double *da,
@@ -173,7 +218,10 @@ cdef Py_ssize_t run_row(const Prog *p, const double *x, const double *prm,
         memcpy(val + 1, x, p.n_in * sizeof(double))
     if p.n_param:
         memcpy(val + 1 + p.n_in, prm, p.n_param * sizeof(double))
-    forward_scalar(p.op, p.a, p.b, val, da, db, p.first, p.n)
+    if p.fwd != NULL:
+        p.fwd(val, da, db)
+    else:
+        forward_scalar(p.op, p.a, p.b, val, da, db, p.first, p.n)
     g = check_guards(p, val)
     if g >= 0:
         return g
@@ -182,7 +230,10 @@ cdef Py_ssize_t run_row(const Prog *p, const double *x, const double *prm,
             top = p.out if p.out > p.n_in else p.n_in
             memset(adj, 0, (top + 1) * sizeof(double))
             adj[p.out] = 1.0
-            reverse_scalar(p.a, p.b, da, db, adj, p.out, 1)
+            if p.rev != NULL:
+                p.rev(da, db, adj)
+            else:
+                reverse_scalar(p.a, p.b, da, db, adj, p.out, 1)
             memcpy(grad, adj + 1, p.n_in * sizeof(double))
         else:
             memset(grad, 0, p.n_in * sizeof(double))
@@ -220,9 +271,14 @@ cdef class Replay:
     cdef readonly object guard_elem   # int64 ndarray: element within an array guard
     cdef object g_kind, g_a, g_b, g_c, g_out   # ndarrays owning the guard storage
     cdef object lock                  # one replay at a time on the tape's arrays
+    cdef readonly object compiled     # the loaded library of a compiled trace, or None
+    cdef public Py_ssize_t ops_recorded   # len() of the tape as recorded (before
+                                          # optimisation), or -1 when not known
 
     def __cinit__(self):
         self.lock = threading.Lock()
+        self.prog.fwd = NULL
+        self.prog.rev = NULL
 
     def __init__(self, Tape tape, Py_ssize_t n_in, Py_ssize_t n_param,
                  Py_ssize_t out_slot, Py_ssize_t out_size, guards=None, compact=None):
@@ -251,11 +307,27 @@ cdef class Replay:
         self._set_guards(kind, ga, gb, gc, go, src, elem)
         tape.freeze()             # may move the arrays (shrinks them): bind after
         self._bind()
+        self.ops_recorded = -1
+        fixed_partials(tape.op, tape.arg_a, tape.arg_b, tape.val, tape.da, tape.db,
+                       1 + n_in + n_param, tape.n)
         self.prog.n = tape.n
         self.prog.first = 1 + n_in + n_param
         self.prog.n_in = n_in
         self.prog.n_param = n_param
         self.prog.out = out_slot
+
+    def set_compiled(self, lib, size_t fwd, size_t rev):
+        """Run this replay through compiled code: fwd and rev are the addresses of a
+        library's forward and reverse functions for exactly this tape (fastad._compile
+        generated them from it); lib keeps the library loaded."""
+        if self.has_records:
+            raise TraceError("a tape with array records has no compiled form")
+        if fwd == 0 or rev == 0:
+            raise ValueError("set_compiled: null function address")
+        with self.lock:
+            self.compiled = lib
+            self.prog.fwd = <fwd_fn>fwd
+            self.prog.rev = <rev_fn>rev
 
     cdef inline void _bind(self) noexcept:
         """Point the program at the tape's arrays (called under self.lock)."""

@@ -18,7 +18,9 @@ import numpy as np
 from fastad._errors import TraceError
 from fastad._pytree import tree_unflatten
 from fastad._scratch import _scratch_tape
-from fastad._replay import GUARD_NAMES, Replay, param_leaf, tape_copy, var_slot
+from fastad._replay import (GUARD_NAMES, Replay, compact_guards, param_leaf, tape_copy,
+                            var_slot)
+from fastad._optimize import optimize as _optimize_tape
 from fastad._tape import Var, as_source_dtype, grad_dtype
 from fastad._trace_spec import ArgSpec, Path, _leaf_array
 from fastad import _trace_file
@@ -45,14 +47,30 @@ MAX_PATHS = 4
 _WORK_PER_THREAD = 200_000
 
 
-def record(f, xspec, x_flat, pspec, p_flat):
-    """Run f once on a fresh tape at (x, params); return its Path."""
-    path = _record(f, xspec, x_flat, pspec, p_flat)
+def record(f, xspec, x_flat, pspec, p_flat, optimize=False):
+    """Run f once on a fresh tape at (x, params); return its Path (its tape
+    optimised by fastad._optimize when `optimize`)."""
+    path = _record(f, xspec, x_flat, pspec, p_flat, optimize)
     path.point = (np.array(x_flat, dtype=np.float64), np.array(p_flat, dtype=np.float64))
     return path
 
 
-def _record(f, xspec, x_flat, pspec, p_flat):
+def _replay_of(tape, n_in, n_param, slot, size, optimize):
+    """The Replay of a freshly recorded tape, optimised when asked and possible
+    (fastad._optimize skips tapes with array records and array outputs)."""
+    if optimize:
+        guards = list(tape.guards)
+        opt = _optimize_tape(tape, n_in, n_param, slot, size, compact_guards(tape, guards))
+        if opt is not None:
+            new_tape, new_slot, compact = opt
+            rp = Replay(new_tape, n_in, n_param, new_slot, size, guards=guards,
+                        compact=compact)
+            rp.ops_recorded = len(tape)
+            return rp
+    return Replay(tape, n_in, n_param, slot, size)
+
+
+def _record(f, xspec, x_flat, pspec, p_flat, optimize=False):
     # Record on the thread's warm scratch tape (as fd.grad does: no regrowth while
     # f runs), then keep a right-sized copy; the scratch tape goes back to the pool.
     with _scratch_tape() as scratch:
@@ -72,7 +90,7 @@ def _record(f, xspec, x_flat, pspec, p_flat):
         # may lie past the end of the right-sized tape, so no replay may read it)
         return Path(Replay(tape, xspec.size, pspec.size, -1, 0), shape, np.zeros(shape))
     if type(out) is Var:
-        rp = Replay(tape, xspec.size, pspec.size, slot, size)
+        rp = _replay_of(tape, xspec.size, pspec.size, slot, size, optimize)
         return Path(rp, shape, None)
     if isinstance(out, (bool, np.bool_)) or out is None or isinstance(out, (str, bytes)):
         raise TypeError("fd.trace: f must return a number, an array or a Var, got %s"
@@ -90,7 +108,8 @@ class TracedFunction:
     Every call replays the recorded tape in C at the new input, recomputing each
     value and local partial derivative, then checks the guards (the places where
     Python looked at a value while ``f`` was recorded).  Results equal those of
-    ``fd.grad(f)`` and friends to the last bit.
+    ``fd.grad(f)`` and friends to the last bit with ``fd.trace(..., optimize=False)``,
+    and to rounding for an optimised trace (the default).
 
     ``x`` has the structure and shapes of the ``x0`` given to ``fd.trace``;
     ``params`` (optional, positional) replace the dynamic parameters recorded
@@ -108,8 +127,9 @@ class TracedFunction:
     (5.0, array([2., 4.]))
     """
 
-    def __init__(self, f, path, xspec, pspec, p_default, retrace, name):
+    def __init__(self, f, path, xspec, pspec, p_default, retrace, name, optimize=False):
         self._f = f
+        self._optimize = bool(optimize)
         self._paths = [path]
         self._xspec = xspec
         self._pspec = pspec
@@ -175,7 +195,7 @@ class TracedFunction:
             if self._f is None:
                 raise TraceError(describe_guard(failed, g, fname) + " (this trace was "
                                  "loaded from a file, so it cannot be re-recorded)")
-            path = record(self._f, self._xspec, xf, self._pspec, pf)
+            path = record(self._f, self._xspec, xf, self._pspec, pf, self._optimize)
             g2, v, res = run(path, xf, pf)
             if g2 >= 0:   # the function is not deterministic in its inputs
                 raise TraceError(describe_guard(path, g2, fname) + " (right after "
@@ -494,11 +514,35 @@ class TracedFunction:
         p = self._paths[0]
         n_out = 0 if p.out_const is not None else p.rp.out_size
         extra = ", %d paths" % len(self._paths) if len(self._paths) > 1 else ""
-        return ("<fastad trace of %s: %d operations, %d inputs, %d parameters, "
+        if p.rp.ops_recorded >= 0:
+            ops = "%d operations (%d recorded, optimized)" % (len(p.rp.tape),
+                                                              p.rp.ops_recorded)
+        else:
+            ops = "%d operations" % len(p.rp.tape)
+        if p.rp.compiled is not None:
+            extra += ", compiled"
+        return ("<fastad trace of %s: %s, %d inputs, %d parameters, "
                 "%d outputs, %d guards%s%s>" % (
-                    self.__name__, len(p.rp.tape), self._xspec.size, self._pspec.size,
+                    self.__name__, ops, self._xspec.size, self._pspec.size,
                     n_out, len(p.rp.guards),
                     ", retrace" if self.retrace else "", extra))
+
+    # -- compiled form (fastad/_compile.py) ------------------------------------------
+
+    def compile(self):
+        """This trace as machine code: a new traced function with the same
+        interface (call, grad, value_and_grad, grad_batch, ...) whose current path
+        runs C generated from its tape, built by the system C compiler and cached
+        on disk by the tape's content hash.  Results equal this trace's to the
+        last bit.  Raises :class:`fastad.CompileError` without a working compiler.
+        """
+        from fastad import _compile    # imported on first use: ctypes, hashlib
+        path = self._paths[0]
+        new = _compile.compiled_path(path)
+        tf = TracedFunction(self._f, new, self._xspec, self._pspec, self._p_default,
+                            self.retrace, self.__name__, self._optimize)
+        tf._x0 = self._x0
+        return tf
 
     # -- persistence (format in fastad/_trace_file.py) -----------------------------
 
@@ -523,7 +567,17 @@ class TracedFunction:
                 os.unlink(tmp)
 
     def __reduce__(self):
+        rp = self._paths[0].rp
+        if rp.ops_recorded >= 0:    # the file format has no field for it; a pickle does
+            return (_load_optimized, (_trace_file.dump_bytes(self), rp.ops_recorded))
         return (load_bytes, (_trace_file.dump_bytes(self),))
+
+
+def _load_optimized(data, ops_recorded):
+    """Unpickle an optimised trace: the trace, and its recorded length for repr()."""
+    tf = load_bytes(data)
+    tf._paths[0].rp.ops_recorded = int(ops_recorded)
+    return tf
 
 
 def load(path, primitives=None):
@@ -605,7 +659,7 @@ def describe_guard(path, g, fname):
             % (fname, what))
 
 
-def trace(f, x0, *params, retrace=False):
+def trace(f, x0, *params, retrace=False, optimize=True):
     """Record ``f(x0, *params)`` once and return a :class:`TracedFunction`.
 
     The traced function replays the recording in C at new inputs, with no Python
@@ -628,6 +682,13 @@ def trace(f, x0, *params, retrace=False):
         call where a guard would go the other way raises
         :class:`fastad.TraceError`; with ``retrace=True``, ``f`` is recorded again
         there instead, and the 4 most recent paths are kept.
+    optimize : bool, optional
+        Optimise the recorded tape (default): dead operations dropped, common
+        subexpressions merged, constant subgraphs folded, slots renumbered.
+        Values are unchanged; gradients agree with ``fd.grad`` to rounding.
+        ``optimize=False`` keeps the recording as is, and ``tf.grad`` then equals
+        ``fd.grad(f)`` to the last bit.  Tapes holding array operations are
+        never optimised.
 
     Examples
     --------
@@ -639,12 +700,14 @@ def trace(f, x0, *params, retrace=False):
         raise TypeError("fd.trace: f must be callable, got %s" % type(f).__name__)
     if not isinstance(retrace, (bool, np.bool_)):
         raise TypeError("fd.trace: retrace must be True or False, got %r" % (retrace,))
+    if not isinstance(optimize, (bool, np.bool_)):
+        raise TypeError("fd.trace: optimize must be True or False, got %r" % (optimize,))
     xspec, xf = ArgSpec.of(x0, "x0")
     xspec.what = "x"
     pspec, pf = ArgSpec.of(tuple(params), "params")
     pspec.what = "params"
-    path = record(f, xspec, xf, pspec, pf)
+    path = record(f, xspec, xf, pspec, pf, bool(optimize))
     tf = TracedFunction(f, path, xspec, pspec, pf, retrace,
-                        getattr(f, "__name__", type(f).__name__))
+                        getattr(f, "__name__", type(f).__name__), bool(optimize))
     tf._x0 = xf
     return tf

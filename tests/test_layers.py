@@ -51,7 +51,7 @@ LAYERS = [
     # imports nothing from fastad's other layers: errors, pytrees, C declarations, the version,
     # and the registry of array primitives (data the core reads to reach the
     # layers above it)
-    {"_errors", "_pytree", "_core", "_registry", "_version"},
+    {"_errors", "_pytree", "_core", "_registry", "_version", "_c_headers"},
     # the core: tape, Var, scalar recording and the reverse sweep
     {"_tape"},
     # Dual numbers.  The design has them beside the core (no tape import); today
@@ -61,13 +61,13 @@ LAYERS = [
     # array records
     {"_arrays"},
     # sweeps over finished tapes, replay, the scratch-tape pool
-    {"_second", "_replay", "_scratch"},
+    {"_second", "_replay", "_scratch", "_optimize"},
     # sparsity kernels: dependency bit sets over the tape, graph colorings
     {"_sparsity", "_coloring"},
     # array functions on top of records and slots, and their declarations
     {"_array_math", "_math", "_dual_collections", "_prims"},
     # tracing and the trace file format (spec < file format < _trace: no cycle)
-    {"_trace_spec", "_record_codec", "_trace_file", "_sparse_plan", "_trace"},
+    {"_trace_spec", "_record_codec", "_trace_file", "_compile", "_sparse_plan", "_trace"},
     # the transformations and the libraries built on them
     {"_functional", "_forward", "_sparse", "nn", "optim", "_minimize"},
     # the package: curated exports, the demo

@@ -36,7 +36,7 @@ REFERENCE = {
 
 # fd.__all__ names that are not array functions (API.md sections 1-5, 7-9)
 NOT_ARRAY_FUNCTIONS = {
-    "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape", "Var",
+    "CompileError", "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape", "Var",
     "grad", "value_and_grad", "check_grad", "debug_nans", "release_memory", "Dual",
     "jvp", "vjp", "jacobian", "hessian", "hvp", "derivative", "optim", "nn",
     "minimize", "trace", "load",

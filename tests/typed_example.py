@@ -338,6 +338,10 @@ def traced() -> None:
     else:
         raise AssertionError("a failed guard was not reported")
     assert fd.trace(branchy, 1.0, retrace=True).grad(-1.0) == -1.0
+    # optimize=False keeps the recording as is; tf.compile() raises fd.CompileError
+    # without a C compiler (not called here: it runs the compiler)
+    assert fd.trace(branchy, 1.0, optimize=False).grad(2.0) == 2.0
+    assert issubclass(fd.CompileError, fd.FastADError)
 
 
 def rosenbrock_value(x: Array) -> float:
