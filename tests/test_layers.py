@@ -56,8 +56,9 @@ LAYERS = [
     {"_second", "_replay", "_scratch"},
     # array functions on top of records and slots, and their declarations
     {"_array_math", "_math", "_dual_collections", "_prims"},
-    # tracing and the trace file format (spec < file format < _trace: no cycle)
-    {"_trace_spec", "_record_codec", "_trace_file", "_trace"},
+    # tracing and the trace file format (spec < file format < _trace: no cycle), and
+    # the Dask mapping of batches (_trace imports it; it imports only the file format)
+    {"_trace_spec", "_record_codec", "_trace_file", "_trace", "_distributed"},
     # the transformations and the libraries built on them
     {"_functional", "_forward", "nn", "optim", "_minimize"},
     # the package: curated exports, the demo
