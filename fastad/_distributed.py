@@ -21,6 +21,7 @@ by name), so there is no import cycle.  Dask is imported only when used.
 import hashlib
 import os
 import threading
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -60,6 +61,11 @@ def check_client(client, fname):
     if not isinstance(client, distributed.Client):
         raise TypeError("%s: client must be a dask.distributed.Client, got %s"
                         % (fname, type(client).__name__))
+    if client.status in ("closing", "closed"):
+        # Dask's own error class; its scatter() would fail with an AttributeError
+        raise distributed.client.ClosedClientError(
+            "%s: the Dask client is %s (its scheduler went away, or the client was "
+            "closed)" % (fname, client.status))
 
 
 def batch(tf, X, params, want_grad, threads, fname, client, loader):
@@ -118,17 +124,29 @@ def _host_threads(client):
     """{host: Dask threads of all workers on it}: a task on that host may use
     cores // threads replay threads without oversubscribing the machine."""
     out = {}
-    for w in client.scheduler_info()["workers"].values():
+    for w in client.scheduler_info().get("workers", {}).values():
         out[w["host"]] = out.get(w["host"], 0) + int(w["nthreads"])
     return out
 
 
+def _scatter(client, data, broadcast=False):
+    """client.scatter(data), again when a worker it was sending to died meanwhile
+    (Dask's CommClosedError, an OSError); a scheduler that cannot be reached still
+    fails after a few tries.  hash=False: a content key shared by two calls can be
+    released by the first while the second scatters it (Dask then reports "Could
+    not find data")."""
+    for attempt in range(_MAX_RESUBMIT + 1):
+        try:
+            return client.scatter(data, broadcast=broadcast, hash=False)
+        except OSError:
+            if attempt == _MAX_RESUBMIT or client.status != "running":
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
 def _broadcast(client, trace_bytes, params):
     """Futures of the trace's bytes and of the parameters' tuple, on every worker."""
-    # hash=False: a content key shared by two calls can be released by the first
-    # while the second scatters it (Dask then reports "Could not find data")
-    tfut = client.scatter(trace_bytes, broadcast=True, hash=False)
-    pfut = client.scatter([tuple(params)], broadcast=True, hash=False)[0]
+    tfut, pfut = _scatter(client, [trace_bytes, tuple(params)], broadcast=True)
     return tfut, pfut
 
 
@@ -137,22 +155,22 @@ def map_numpy(client, Xa, job, n_slots):
     row order.  job: the _Job every task runs."""
     distributed, _ = _dask()
     m = Xa.shape[0]
+    # first contact: a client whose scheduler is gone fails here with Dask's error
+    tfut, pfut = _broadcast(client, job.trace_bytes, job.params)
     hosts = _host_threads(client)
     n_threads = max(1, sum(hosts.values()))
     n_chunks = max(1, min(_CHUNKS_PER_THREAD * n_threads,
                           (m * max(n_slots, 1)) // _MIN_CHUNK_WORK, m))
     bounds = [m * k // n_chunks for k in range(n_chunks + 1)]
-    tfut, pfut = _broadcast(client, job.trace_bytes, job.params)
     job = job.bound(hosts)
 
-    def submit(k):
-        lo, hi = bounds[k], bounds[k + 1]
-        cfut = client.scatter(Xa[lo:hi], hash=False)
-        return client.submit(_run_chunk, job, tfut, pfut, cfut, lo, pure=False)
+    def submit(ks):
+        # one scatter for all the chunks (one round trip), then one task each
+        cfuts = _scatter(client, [Xa[bounds[k]:bounds[k + 1]] for k in ks])
+        return {client.submit(_run_chunk, job, tfut, pfut, c, bounds[k],
+                              pure=False): k for k, c in zip(ks, cfuts)}
 
-    futures = {}
-    for k in range(n_chunks):
-        futures[submit(k)] = k
+    futures = submit(range(n_chunks))
     tries = [0] * n_chunks
     parts = [None] * n_chunks
     done = distributed.as_completed(list(futures))
@@ -168,9 +186,9 @@ def map_numpy(client, Xa, job, n_slots):
             if tfut.status != "finished" or pfut.status != "finished":
                 tfut, pfut = _broadcast(client, job.trace_bytes, job.params)
                 job = job.bound(_host_threads(client))
-            new = submit(k)
-            futures[new] = k
-            done.add(new)
+            new = submit([k])
+            futures.update(new)
+            done.update(new)
         except BaseException:
             for f in futures:
                 f.cancel()
