@@ -129,7 +129,20 @@ def _host_threads(client):
     return out
 
 
-def _scatter(client, data, broadcast=False):
+def _direct(client):
+    """Whether chunks go straight between the client and the workers (Dask's own
+    default routes them through the scheduler: every byte twice).  The client's
+    direct_to_workers when set; otherwise only for a scheduler on this machine,
+    whose workers the client can surely reach (a remote cluster's workers may be
+    behind its scheduler, where a direct connection would wait for a timeout)."""
+    if client.direct_to_workers is not None:
+        return bool(client.direct_to_workers)
+    addr = str(getattr(client.scheduler, "address", "") or "")
+    host = addr.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1") or addr.startswith("inproc://")
+
+
+def _scatter(client, data, broadcast=False, direct=None):
     """client.scatter(data), again when a worker it was sending to died meanwhile
     (Dask's CommClosedError, an OSError); a scheduler that cannot be reached still
     fails after a few tries.  hash=False: a content key shared by two calls can be
@@ -137,7 +150,7 @@ def _scatter(client, data, broadcast=False):
     not find data")."""
     for attempt in range(_MAX_RESUBMIT + 1):
         try:
-            return client.scatter(data, broadcast=broadcast, hash=False)
+            return client.scatter(data, broadcast=broadcast, hash=False, direct=direct)
         except OSError:
             if attempt == _MAX_RESUBMIT or client.status != "running":
                 raise
@@ -164,11 +177,17 @@ def map_numpy(client, Xa, job, n_slots):
     bounds = [m * k // n_chunks for k in range(n_chunks + 1)]
     job = job.bound(hosts)
 
+    direct = _direct(client)
+
     def submit(ks):
-        # one scatter for all the chunks (one round trip), then one task each
-        cfuts = _scatter(client, [Xa[bounds[k]:bounds[k + 1]] for k in ks])
-        return {client.submit(_run_chunk, job, tfut, pfut, c, bounds[k],
-                              pure=False): k for k, c in zip(ks, cfuts)}
+        # a task as soon as its chunk is there: the workers replay the first
+        # chunks while the client still sends the others
+        out = {}
+        for k in ks:
+            c = _scatter(client, [Xa[bounds[k]:bounds[k + 1]]], direct=direct)[0]
+            out[client.submit(_run_chunk, job, tfut, pfut, c, bounds[k],
+                              pure=False)] = k
+        return out
 
     futures = submit(range(n_chunks))
     tries = [0] * n_chunks
@@ -177,7 +196,7 @@ def map_numpy(client, Xa, job, n_slots):
     for fut in done:
         k = futures.pop(fut)
         try:
-            parts[k] = fut.result()
+            parts[k] = client.gather(fut, direct=direct)
         except distributed.client.FutureCancelledError:
             # its scattered chunk (or the broadcast trace) died with a worker
             tries[k] += 1
