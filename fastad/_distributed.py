@@ -27,6 +27,7 @@ from collections import OrderedDict
 import numpy as np
 
 from fastad import _trace_file
+from fastad._errors import TraceError
 
 # A NumPy X is cut into about this many chunks per Dask thread of the cluster
 # (load balance, and less work lost with a killed worker) ...
@@ -88,7 +89,13 @@ def batch(tf, X, params, want_grad, threads, fname, client, loader):
     # a zero-row local call checks X's columns, the parameters, threads= and the
     # output exactly as the local call does, and gives the results' dtypes
     values0, grads0 = tf._batch(probe_x, params, want_grad, threads, fname)
-    job = _Job(_trace_file.dump_bytes(tf), params, want_grad, threads, fname, loader)
+    data = _trace_file.dump_bytes(tf)
+    try:   # what each worker will do with the bytes, once here (under a ms)
+        loader(data, "a Dask worker")
+    except TraceError as e:
+        raise TraceError("%s: this trace cannot be sent to a cluster: %s"
+                         % (fname, e)) from None
+    job = _Job(data, params, want_grad, threads, fname, loader)
     if lazy:
         out = map_dask(client, X, job, values0.shape[1:], values0.dtype,
                        None if grads0 is None else grads0.dtype)
