@@ -1,0 +1,245 @@
+"""tf.grad_batch on a Dask cluster against the local call (issue 15's budget).
+
+Per-sample gradients of a logistic-regression loss, log1p(exp(-w.z)) for each row
+z of Z (10^6 rows x 20 features, w a dynamic parameter), on this machine:
+
+- local: tf.grad_batch(Z, w, threads=2);
+- cluster, NumPy in and out: tf.grad_batch(Z, w, client=client) on a LocalCluster
+  of 2 single-threaded process workers (the rows travel to the workers and the
+  gradients back, through loopback TCP);
+- cluster, data on the cluster: Z a dask.array persisted on the workers, the
+  result persisted there (what a real cluster does with data too big for the
+  client: nothing passes through it).
+
+Measured by the way: the cost of one task (a map of many one-row blocks), the cost
+of one row on one core (local, threads=1), the client's transfer rate, and the
+trace's bytes per worker; from those, the time projected for 10 and 100 workers.
+The three timings are interleaved, repeated, and reported as median and range.
+
+    python bench/bench_dask.py                       # writes bench/results/dask.md
+    python bench/bench_dask.py --rows 200000 --reps 3 --out -
+"""
+import argparse
+import os
+import pickle
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fastad as fd                       # noqa: E402
+from fastad import _trace_file            # noqa: E402
+from _timing import fmt_time, machine_line, markdown_table   # noqa: E402
+
+
+def loss(z, w):
+    s = z[0] * w[0]
+    for j in range(1, len(w)):
+        s = s + z[j] * w[j]
+    return fd.log1p(fd.exp(-s))
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def med(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def spread(xs):
+    return "%s - %s" % (fmt_time(min(xs)), fmt_time(max(xs)))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--features", type=int, default=20)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--tasks", type=int, default=400, help="tasks of the per-task map")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                                  "dask.md"))
+    args = ap.parse_args(argv)
+
+    import dask
+    import dask.array as da
+    import distributed
+    from distributed import Client, LocalCluster, wait
+
+    rng = np.random.default_rng(0)
+    m, d = args.rows, args.features
+    w = rng.standard_normal(d) / np.sqrt(d)
+    tf = fd.trace(loss, np.zeros(d), w)
+    trace_bytes = len(_trace_file.dump_bytes(tf))
+    param_bytes = len(pickle.dumps((w,), protocol=5))
+    load0 = os.getloadavg()
+
+    t0 = time.perf_counter()
+    cluster = LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
+                           dashboard_address=":0")
+    client = Client(cluster)
+    t_start = time.perf_counter() - t0
+    try:
+        # the rows made on the workers (8 blocks: 4 per Dask thread), and a copy
+        # here for the local call and the NumPy path
+        Zd = da.random.default_rng(0).standard_normal(
+            (m, d), chunks=(-(-m // 8), d)).persist()
+        wait(Zd)
+        Z = Zd.compute()
+        # warm up: the workers import fastad and parse the trace once
+        t_first, _ = timed(lambda: tf.grad_batch(Z[:1000], w, client=client))
+
+        def resident():
+            G = tf.grad_batch(Zd, w, client=client).persist()
+            wait(G)
+            return G
+
+        want = tf.grad_batch(Z, w, threads=2)
+        local, numpy_in, on_cluster = [], [], []
+        for _ in range(args.reps):
+            t, G = timed(lambda: tf.grad_batch(Z, w, threads=2))
+            local.append(t)
+            t, G = timed(lambda: tf.grad_batch(Z, w, client=client))
+            numpy_in.append(t)
+            assert np.array_equal(G, want)
+            t, Gd = timed(resident)
+            on_cluster.append(t)
+            del Gd
+        assert np.array_equal(resident().compute(), want)
+
+        # one core's cost per row: the workers run exactly this code, threads=1
+        one_core = [timed(lambda: tf.grad_batch(Z, w, threads=1))[0]
+                    for _ in range(max(1, args.reps // 2))]
+        per_row = med(one_core) / m
+
+        # per-task cost: maps of 1 and of K one-row blocks (a row's replay is ~1
+        # us): the difference over K - 1 is a task's cost, the 1-block map the
+        # call's own (sending the trace and parameters, building the graph); a
+        # plain Dask map of the same blocks gives Dask's share of a task
+        K = args.tasks
+        tiny = da.random.default_rng(1).standard_normal((K, d), chunks=(1, d)).persist()
+        one = tiny[:1].persist()
+        wait([tiny, one])
+
+        def fastad_map(x):
+            return lambda: wait(tf.grad_batch(x, w, client=client).persist())
+
+        def plain_map(x):
+            return lambda: wait(x.map_blocks(np.negative).persist())
+
+        def per_task_of(make):
+            t1 = med([timed(make(one))[0] for _ in range(5)])
+            tk = med([timed(make(tiny))[0] for _ in range(5)])
+            return t1, (tk - t1) / (K - 1)
+
+        per_call, per_task = per_task_of(fastad_map)
+        _, per_task_dask = per_task_of(plain_map)
+
+        # the client's transfer rate (rows out, gradients back, as the NumPy path)
+        parts = np.array_split(Z, 8)
+        t_io = []
+        for _ in range(3):
+            t = time.perf_counter()
+            fs = client.scatter(parts, direct=True, hash=False)
+            wait(fs)
+            client.gather(fs, direct=True)
+            t_io.append(time.perf_counter() - t)
+            del fs
+        io_rate = 2 * Z.nbytes / med(t_io)                 # bytes/s, both ways
+    finally:
+        client.close()
+        cluster.close()
+    load1 = os.getloadavg()
+
+    r_np = med(numpy_in) / med(local)
+    r_cl = med(on_cluster) / med(local)
+    lines = [machine_line() + "; dask %s, distributed %s." % (
+        dask.__version__, distributed.__version__), "",
+        "### Per-sample gradients on a Dask cluster (bench/bench_dask.py)", "",
+        "Logistic loss `log1p(exp(-w.z))` per row, %d rows x %d features (%s of "
+        "rows), `w` a dynamic parameter; trace of %d operations.  Load average "
+        "%.1f before, %.1f after (2 cores, shared with other jobs).  %d interleaved "
+        "repetitions: median (range)." % (
+            m, d, "%.0f MB" % (m * d * 8 / 1e6), len(tf), load0[0], load1[0],
+            args.reps),
+        "",
+        markdown_table(["run", "median", "range", "vs local"], [
+            ["local grad_batch, threads=2", fmt_time(med(local)), spread(local), "1.00x"],
+            ["LocalCluster 2 procs x 1 thread, NumPy in/out", fmt_time(med(numpy_in)),
+             spread(numpy_in), "%.2fx" % r_np],
+            ["LocalCluster 2 procs x 1 thread, data on the cluster",
+             fmt_time(med(on_cluster)), spread(on_cluster), "%.2fx" % r_cl],
+        ]), "",
+        "Overhead over the local call (median): NumPy in/out %s, data on the cluster "
+        "%s.  Moving the rows to the workers and the gradients back measured alone "
+        "(8 chunks, direct): %s for %.0f MB, %.0f MB/s.  One-off: cluster start %s, "
+        "first call (workers import fastad, parse the trace) %s." % (
+            fmt_time(med(numpy_in) - med(local)),
+            fmt_time(med(on_cluster) - med(local)), fmt_time(med(t_io)),
+            2 * Z.nbytes / 1e6, io_rate / 1e6, fmt_time(t_start), fmt_time(t_first)),
+        "",
+        "Per task: %s with fastad's task (wall time of a map of %d one-row blocks "
+        "on 2 workers, less a 1-block map, over %d), %s for a plain Dask map of "
+        "the same blocks (`np.negative`): fastad adds %s a task.  Per call: %s "
+        "(a 1-block map: the trace and parameters sent, the graph built).  Per "
+        "row on one core: %s (local, threads=1).  Bytes sent to each worker per "
+        "call: %d (the trace) + %d (the parameters, pickled)." % (
+            fmt_time(per_task), K, K - 1, fmt_time(per_task_dask),
+            fmt_time(per_task - per_task_dask), fmt_time(per_call),
+            fmt_time(per_row), trace_bytes, param_bytes), ""]
+
+    # the projection, W single-core workers and 4 tasks per worker:
+    #   T(W) = per_call + rows * per_row / W            (replay, in parallel)
+    #          + tasks * per_task_dask                   (the scheduler: serial)
+    #          + tasks / W * (per_task - per_task_dask)  (fastad's part: parallel)
+    # and for NumPy in/out + 2 * bytes / io_rate (the client's link: serial)
+    def model(W, M):
+        tasks = 4 * W
+        replay = M * per_row / W
+        overhead = per_call + tasks * per_task_dask + \
+            tasks / W * max(0.0, per_task - per_task_dask)
+        return tasks, replay, overhead, 2 * M * d * 8 / io_rate
+
+    rows_proj = []
+    for W in (2, 10, 100):
+        for M in (m, 100 * m):
+            tasks, replay, overhead, io = model(W, M)
+            rows_proj.append([W, "%.0e" % M, tasks, fmt_time(replay), fmt_time(overhead),
+                              fmt_time(replay + overhead),
+                              fmt_time(replay + overhead + io),
+                              "%.0f%%" % (100 * replay / (replay + overhead)),
+                              "%d" % (W * (trace_bytes + param_bytes))])
+    _, rp2, ov2, io2 = model(2, m)
+    lines += [
+        "Projected by calculation (not measured): W single-core workers, 4 tasks "
+        "each; replay at the measured per-row cost shared by the W workers; the "
+        "measured per-call cost; Dask's per-task cost serial (one scheduler), "
+        "fastad's share of it parallel; the NumPy column adds the rows and "
+        "gradients through the client at the measured rate, which does not grow "
+        "with W (keep the data on the cluster).", "",
+        markdown_table(["workers", "rows", "tasks", "replay", "overheads",
+                        "data on cluster", "NumPy in/out", "efficiency",
+                        "trace bytes sent"], rows_proj), "",
+        "The model at W=2, %d rows: %s with the data on the cluster (measured %s), "
+        "%s NumPy in/out (measured %s)." % (
+            m, fmt_time(rp2 + ov2), fmt_time(med(on_cluster)),
+            fmt_time(rp2 + ov2 + io2), fmt_time(med(numpy_in))), ""]
+    text = "\n".join(lines)
+    if args.out == "-":
+        print(text)
+    else:
+        with open(args.out, "w") as f:
+            f.write(text)
+        print(text)
+    return {"local": local, "numpy_in": numpy_in, "on_cluster": on_cluster,
+            "per_task": per_task, "per_row": per_row}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
