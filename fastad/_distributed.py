@@ -63,8 +63,9 @@ def check_client(client, fname):
         raise TypeError("%s: client must be a dask.distributed.Client, got %s"
                         % (fname, type(client).__name__))
     if client.status in ("closing", "closed"):
-        # Dask's own error class; its scatter() would fail with an AttributeError
-        raise distributed.client.ClosedClientError(
+        # Dask's own error class (RuntimeError on a Dask too old to have it); its
+        # scatter() would fail with an AttributeError
+        raise closed_client_error()(
             "%s: the Dask client is %s (its scheduler went away, or the client was "
             "closed)" % (fname, client.status))
 
@@ -103,6 +104,11 @@ def batch(tf, X, params, want_grad, threads, fname, client, loader):
     if X.shape[0] == 0:
         return values0, grads0
     return map_numpy(client, X, job, len(tf._tape))
+
+
+def closed_client_error():
+    distributed, _ = _dask()
+    return getattr(distributed.client, "ClosedClientError", RuntimeError)
 
 
 def stack_rows(X, n, scalar_x, fname):

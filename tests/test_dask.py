@@ -239,8 +239,7 @@ def test_a_closed_client_fails_fast():
     cluster = c.cluster
     c.close()
     cluster.close()
-    from distributed.client import ClosedClientError
-    with pytest.raises(ClosedClientError, match="tf.grad_batch"):
+    with pytest.raises(_distributed.closed_client_error(), match="tf.grad_batch"):
         TF.grad_batch(_rows(4), client=c)
 
 
