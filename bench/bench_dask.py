@@ -205,6 +205,10 @@ def main(argv=None):
             ["LocalCluster 2 procs x 1 thread, data on the cluster",
              fmt_time(med(on_cluster)), spread(on_cluster), "%.2fx" % r_cl],
         ]), "",
+        "Budget (issue 15: the cluster within 1.3x of the local time): %s." % "; ".join(
+            "%s %.2fx, %s" % (what, r, "met" if r <= 1.3 else
+                              "missed by %.2fx (%.0f%% over)" % (r / 1.3, 100 * (r / 1.3 - 1)))
+            for what, r in (("data on the cluster", r_cl), ("NumPy in/out", r_np))), "",
         "Overhead over the local call (median): NumPy in/out %s, data on the cluster "
         "%s.  Moving the rows to the workers and the gradients back measured alone "
         "(8 chunks, direct): %s for %.0f MB, %.0f MB/s.  One-off: cluster start %s, "
