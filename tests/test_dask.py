@@ -4,11 +4,11 @@ LocalCluster of 2 single-threaded process workers shared by the module.
 Dask is in the test extra: this file is meant to run everywhere, not to skip.
 """
 import os
-import signal
 import threading
 import time
 
 import numpy as np
+import psutil          # a dependency of distributed
 import pytest
 
 import dask.array as da
@@ -258,7 +258,7 @@ def test_a_worker_killed_mid_map_still_gives_every_row(client, many_chunks):
             for w, keys in client.processing().items():
                 if keys and w in pids:
                     time.sleep(0.2)          # mid-task
-                    os.kill(pids[w], signal.SIGKILL)
+                    psutil.Process(pids[w]).kill()   # SIGKILL; Windows too
                     killed.append(w)
                     return
             time.sleep(0.02)
