@@ -103,7 +103,14 @@ def batch(tf, X, params, want_grad, threads, fname, client, loader):
         return (None, out) if want_grad else (out, None)
     if X.shape[0] == 0:
         return values0, grads0
-    return map_numpy(client, X, job, len(tf._tape))
+    job.defer = tf.retrace and tf._f is not None
+    values, grads, deferred = map_numpy(client, X, job, len(tf._tape))
+    for i in deferred:      # rows on another path: re-recorded here, where f is
+        v, g = tf._batch(X[i:i + 1], params, want_grad, 1, fname, row0=i)
+        values[i] = v[0]
+        if want_grad:
+            grads[i] = g[0]
+    return values, grads
 
 
 def closed_client_error():
@@ -227,7 +234,8 @@ def map_numpy(client, Xa, job, n_slots):
             raise
     values = np.concatenate([p[0] for p in parts])
     grads = np.concatenate([p[1] for p in parts]) if job.want_grad else None
-    return values, grads
+    deferred = [i for p in parts if p[2] for i in p[2]]
+    return values, grads, deferred
 
 
 def map_dask(client, X, job, out_shape, value_dtype, grad_dtype):
@@ -269,6 +277,9 @@ class _Job:
         self.threads = threads
         self.fname = fname
         self.loader = loader
+        # NumPy path of a retrace=True trace: rows needing another path come back
+        # to the client, which has f (the workers' copy cannot re-record)
+        self.defer = False
         # the workers' cache key: the bytes' digest, so that a trace sent again by
         # a later call is not parsed again
         self.key = hashlib.sha1(trace_bytes).hexdigest() if trace_bytes else None
@@ -278,12 +289,13 @@ class _Job:
         j = _Job(None, self.params, self.want_grad, self.threads, self.fname,
                  self.loader)
         j.trace_bytes, j.key, j.hosts = self.trace_bytes, self.key, hosts
+        j.defer = self.defer
         return j
 
     def __getstate__(self):
         return {"want_grad": self.want_grad, "threads": self.threads,
                 "fname": self.fname, "loader": self.loader, "key": self.key,
-                "hosts": self.hosts}
+                "hosts": self.hosts, "defer": self.defer}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -329,8 +341,10 @@ def _run_chunk(job, trace_bytes, params, rows, row0):
     """(values, grads) of one chunk: the local batch replay; an error names the
     row's index in the whole X (row0 is the chunk's first row)."""
     tf = _trace_on_worker(job, trace_bytes)
-    return tf._batch(rows, params, job.want_grad, _threads_here(job), job.fname,
-                     row0=row0)
+    deferred = [] if job.defer else None
+    values, grads = tf._batch(rows, params, job.want_grad, _threads_here(job),
+                              job.fname, row0=row0, deferred=deferred)
+    return values, grads, deferred
 
 
 def _run_block(block, job, trace_bytes, params, block_info=None):
@@ -338,5 +352,5 @@ def _run_block(block, job, trace_bytes, params, block_info=None):
     if block_info:
         loc = block_info[0]["array-location"][0][0]
         row0 = int(loc) if loc == loc else 0      # NaN: unknown chunk sizes
-    values, grads = _run_chunk(job, trace_bytes, params, block, row0)
+    values, grads, _ = _run_chunk(job, trace_bytes, params, block, row0)
     return grads if job.want_grad else values

@@ -386,9 +386,12 @@ class TracedFunction:
         and :meth:`grad_batch` in one pass."""
         return self._batch(X, params, True, threads, "tf.value_and_grad_batch")
 
-    def _batch(self, X, params, want_grad, threads, fname, row0=0):
+    def _batch(self, X, params, want_grad, threads, fname, row0=0, deferred=None):
         # row0: the index in the caller's X of this X's first row (a Dask task
-        # replays one chunk of a bigger X), for the errors that name a row
+        # replays one chunk of a bigger X), for the errors that name a row.
+        # deferred: a list; rows that need re-recording by a trace that cannot
+        # re-record (one a Dask worker loaded: no f) are appended to it, left NaN,
+        # for the caller to replay where f is
         n = self._xspec.size
         scalar_x = self._xspec.shapes == ((),) and self._xspec.treedef.kind == "leaf"
         dtype = grad_dtype(X)
@@ -420,6 +423,9 @@ class TracedFunction:
                 i = int(bad[0])
                 raise TraceError("%s: row %d of X: %s" % (
                     fname, row0 + i, describe_guard(path, int(status[i]), fname)))
+            if deferred is not None and self._f is None:
+                deferred.extend(row0 + int(i) for i in bad)
+                bad = bad[:0]
             for i in bad:   # other paths: one row at a time, retracing as needed
                 row = self._xspec.unflatten(Xa[i])
                 try:

@@ -4,6 +4,7 @@ LocalCluster of 2 single-threaded process workers shared by the module.
 Dask is in the test extra: this file is meant to run everywhere, not to skip.
 """
 import os
+import pickle
 import threading
 import time
 
@@ -213,10 +214,28 @@ def test_a_failed_guard_names_the_row_of_the_whole_x(client, many_chunks):
     D = da.from_array(X, chunks=(1000, 3))
     with pytest.raises(fd.TraceError, match="row 2345 of X"):
         tf.grad_batch(D, client=client).compute()
-    # retrace=True: the workers' copy has no f to re-record, so the row is named
+    # retrace=True on a dask.array: the workers' copy has no f to re-record, and
+    # a lazy result cannot come back to the client, so the row is named
     rt = fd.trace(_guarded, np.ones(3), retrace=True)
     with pytest.raises(fd.TraceError, match="row 2345 of X.*cannot be re-recorded"):
-        rt.value_batch(X, client=client)
+        rt.value_batch(D, client=client).compute()
+
+
+def test_retrace_rows_on_another_path_are_recorded_by_the_client(client, many_chunks):
+    # a NumPy X: the workers send such rows back, the client (which has f)
+    # re-records them, and the result is the local call's
+    X = np.abs(_rows(3000, n=3, seed=9)) + 0.1
+    X[[5, 2345, 2999], 0] = -1.0
+    rt = fd.trace(_guarded, np.ones(3), retrace=True)
+    want_g = fd.trace(_guarded, np.ones(3), retrace=True).grad_batch(X)
+    G = rt.grad_batch(X, client=client)
+    assert np.array_equal(G, want_g)
+    assert np.array_equal(G[2345], np.ones(3))          # the other branch: fd.sum(x)
+    assert np.array_equal(rt.value_batch(X, client=client), rt.value_batch(X))
+    # a loaded trace (no f) cannot re-record anywhere: the row is named
+    loaded = pickle.loads(pickle.dumps(fd.trace(_guarded, np.ones(3), retrace=True)))
+    with pytest.raises(fd.TraceError, match="row 5 of X.*cannot be re-recorded"):
+        loaded.grad_batch(X, client=client)
 
 
 def test_a_client_that_cannot_reach_a_scheduler_fails_fast():
