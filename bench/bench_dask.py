@@ -54,6 +54,10 @@ def med(xs):
     return xs[len(xs) // 2]
 
 
+def signed(seconds):
+    return "-" + fmt_time(-seconds) if seconds < 0 else fmt_time(seconds)
+
+
 def spread(xs):
     return "%s - %s" % (fmt_time(min(xs)), fmt_time(max(xs)))
 
@@ -225,8 +229,8 @@ def main(argv=None):
         "cluster %s.  Moving the rows to the workers and the gradients back measured alone "
         "(8 chunks, direct): %s for %.0f MB, %.0f MB/s.  One-off: cluster start %s, "
         "first call (workers import fastad, parse the trace) %s." % (
-            fmt_time(min(numpy_in) - min(local)),
-            fmt_time(min(on_cluster) - min(local)), fmt_time(med(t_io)),
+            signed(min(numpy_in) - min(local)),
+            signed(min(on_cluster) - min(local)), fmt_time(med(t_io)),
             2 * Z.nbytes / 1e6, io_rate / 1e6, fmt_time(t_start), fmt_time(t_first)),
         "",
         "Where the NumPy in/out call spends its time, on the client (one more call, "
@@ -241,7 +245,7 @@ def main(argv=None):
         "row on one core: %s (local, threads=1).  Bytes sent to each worker per "
         "call: %d (the trace) + %d (the parameters, pickled)." % (
             fmt_time(per_task), K, K - 1, fmt_time(per_task_dask),
-            fmt_time(per_task - per_task_dask), fmt_time(per_call),
+            signed(per_task - per_task_dask), fmt_time(per_call),
             fmt_time(per_row), trace_bytes, param_bytes), ""]
 
     # the projection, W single-core workers and 4 tasks per worker:
@@ -278,9 +282,9 @@ def main(argv=None):
                         "trace bytes sent"], rows_proj), "",
         "The model at W=2, %d rows: %s with the data on the cluster (measured, "
         "best: %s), %s NumPy in/out (measured, best: %s).  The model gives each worker a core of its "
-        "own; here two threads ran the local call %.2fx faster than one (2.00x on "
-        "an idle machine), the rest of the machine going to other jobs, and the "
-        "workers had no more." % (
+        "own; here the local call ran %.2fx as fast on two threads as on one "
+        "(2.00x on an idle machine): other jobs had the rest of the machine, and "
+        "the workers had no more than those threads." % (
             m, fmt_time(rp2 + ov2), fmt_time(min(on_cluster)),
             fmt_time(rp2 + ov2 + io2), fmt_time(min(numpy_in)),
             min(one_core) / min(local)), "",
