@@ -416,7 +416,7 @@ class TracedFunction:
 
     # -- batches -------------------------------------------------------------------
 
-    def grad_batch(self, X, *params, threads=None):
+    def grad_batch(self, X, *params, threads=None, client=None):
         """The gradients at every row of ``X``, spread over threads.
 
         ``X`` has shape ``(m, n)``, one flattened input per row (``(m,)`` when
@@ -427,6 +427,13 @@ class TracedFunction:
         A row that fails a guard raises :class:`fastad.TraceError` naming the row,
         or is replayed on its own path with ``retrace=True``.
 
+        With ``client`` (a ``dask.distributed.Client``) the rows are replayed on
+        its cluster instead: the trace is sent to every worker once, as data; a
+        NumPy ``X`` (or a list of rows) is split into chunks and the result is a
+        NumPy array; a ``dask.array`` ``X`` is mapped block by block and the
+        result is a lazy ``dask.array``.  Results are equal to the local call's,
+        in row order (see the guide page "Beyond one machine").
+
         Examples
         --------
         >>> tf = fd.trace(lambda x: fd.sum(x ** 2), np.zeros(2))
@@ -434,19 +441,36 @@ class TracedFunction:
         array([[2., 4.],
                [6., 8.]])
         """
+        if client is not None:
+            return self._on_cluster(X, params, True, threads, "tf.grad_batch",
+                                    client)[1]
         return self._batch(X, params, True, threads, "tf.grad_batch")[1]
 
-    def value_batch(self, X, *params, threads=None):
+    def value_batch(self, X, *params, threads=None, client=None):
         """The values at every row of ``X`` (shape ``(m, n)``, as for
-        :meth:`grad_batch`): shape ``(m,) + output shape``."""
+        :meth:`grad_batch`, ``client`` too): shape ``(m,) + output shape``."""
+        if client is not None:
+            return self._on_cluster(X, params, False, threads, "tf.value_batch",
+                                    client)[0]
         return self._batch(X, params, False, threads, "tf.value_batch")[0]
+
+    def _on_cluster(self, X, params, want_grad, threads, fname, client):
+        # Dask only when asked for: the local call does not even import the module
+        from fastad import _distributed
+        return _distributed.batch(self, X, params, want_grad, threads, fname, client,
+                                  load_bytes)
 
     def value_and_grad_batch(self, X, *params, threads=None):
         """``(values, gradients)`` at every row of ``X``, as :meth:`value_batch`
         and :meth:`grad_batch` in one pass."""
         return self._batch(X, params, True, threads, "tf.value_and_grad_batch")
 
-    def _batch(self, X, params, want_grad, threads, fname):
+    def _batch(self, X, params, want_grad, threads, fname, row0=0, deferred=None):
+        # row0: the index in the caller's X of this X's first row (a Dask task
+        # replays one chunk of a bigger X), for the errors that name a row.
+        # deferred: a list; rows that need re-recording by a trace that cannot
+        # re-record (one a Dask worker loaded: no f) are appended to it, left NaN,
+        # for the caller to replay where f is
         n = self._xspec.size
         scalar_x = self._xspec.shapes == ((),) and self._xspec.treedef.kind == "leaf"
         dtype = grad_dtype(X)
@@ -477,14 +501,21 @@ class TracedFunction:
             if not self.retrace:
                 i = int(bad[0])
                 raise TraceError("%s: row %d of X: %s" % (
-                    fname, i, describe_guard(path, int(status[i]), fname)))
+                    fname, row0 + i, describe_guard(path, int(status[i]), fname)))
+            if deferred is not None and self._f is None:
+                deferred.extend(row0 + int(i) for i in bad)
+                bad = bad[:0]
             for i in bad:   # other paths: one row at a time, retracing as needed
                 row = self._xspec.unflatten(Xa[i])
-                if want_grad:
-                    v, g = self.value_and_grad(row, *params)
-                    grads[i] = self._xspec.flatten(g, fname)
-                else:
-                    v = self(row, *params)
+                try:
+                    if want_grad:
+                        v, g = self.value_and_grad(row, *params)
+                        grads[i] = self._xspec.flatten(g, fname)
+                    else:
+                        v = self(row, *params)
+                except TraceError as e:   # a loaded trace (no f) cannot re-record
+                    raise TraceError("%s: row %d of X: %s"
+                                     % (fname, row0 + int(i), e)) from None
                 values[i] = v
         if path.out_shape != ():
             values = values.reshape((m,) + path.out_shape)

@@ -81,18 +81,32 @@ class TracedFunction:
     # sparse derivatives: scipy.sparse.csr_array (untyped), or (matrix, SparseInfo)
     def sparse_jacobian(self, x: _RealArrayLike, *params: _PyTree, info: bool = False) -> Any: ...
     def sparse_hessian(self, x: _RealArrayLike, *params: _PyTree, info: bool = False) -> Any: ...
-    # X: one flattened input per row, shape (m, n); gradients in X's floating dtype
+    # X: one flattened input per row, shape (m, n); gradients in X's floating dtype.
+    # client: a dask.distributed.Client (typed Any: Dask is optional); then X may
+    # also be a dask.array or a list of rows, and a dask.array X gives a dask.array
     @overload
     def grad_batch(
-        self, X: NDArray[_FloatT], *params: _PyTree, threads: int | None = None
+        self, X: NDArray[_FloatT], *params: _PyTree, threads: int | None = None,
+        client: None = None,
     ) -> NDArray[_FloatT]: ...
     @overload
     def grad_batch(
-        self, X: _IntArrayLike, *params: _PyTree, threads: int | None = None
+        self, X: _IntArrayLike, *params: _PyTree, threads: int | None = None,
+        client: None = None,
     ) -> _Float64Array: ...
+    @overload
+    def grad_batch(
+        self, X: Any, *params: _PyTree, threads: int | None = None, client: Any
+    ) -> Any: ...
+    @overload
     def value_batch(
-        self, X: _RealArrayLike, *params: _PyTree, threads: int | None = None
+        self, X: _RealArrayLike, *params: _PyTree, threads: int | None = None,
+        client: None = None,
     ) -> _Float64Array: ...
+    @overload
+    def value_batch(
+        self, X: Any, *params: _PyTree, threads: int | None = None, client: Any
+    ) -> Any: ...
     @overload
     def value_and_grad_batch(
         self, X: NDArray[_FloatT], *params: _PyTree, threads: int | None = None

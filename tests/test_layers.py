@@ -66,8 +66,10 @@ LAYERS = [
     {"_sparsity", "_coloring"},
     # array functions on top of records and slots, and their declarations
     {"_array_math", "_math", "_dual_collections", "_prims"},
-    # tracing and the trace file format (spec < file format < _trace: no cycle)
-    {"_trace_spec", "_record_codec", "_trace_file", "_compile", "_sparse_plan", "_trace"},
+    # tracing and the trace file format (spec < file format < _trace: no cycle), and
+    # the Dask mapping of batches (_trace imports it; it imports only the file format)
+    {"_trace_spec", "_record_codec", "_trace_file", "_compile", "_sparse_plan", "_trace",
+     "_distributed"},
     # the transformations and the libraries built on them
     {"_functional", "_forward", "_sparse", "nn", "optim", "_minimize"},
     # the package: curated exports, the demo
