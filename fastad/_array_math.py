@@ -9,7 +9,7 @@ understands; both paths shift by the max, so they are stable at |x| ~ 1e3.
 """
 import numpy as np
 
-from fastad import _arrays, _tape
+from fastad import _arrays, _generic, _registry, _tape
 from fastad._tape import (OP_INFO, Var, exp, finite_guard, floor, log, normalize_axes,
                           span_end, span_start, sum as _sum, where)
 
@@ -51,7 +51,9 @@ def _plain_or_var(x):
 def _softmax_var(kind, x, axis, keepdims=False):
     """softmax / log_softmax / logsumexp of an array Var along `axis`."""
     if _big(x):
-        return _arrays.softmax_like(kind, x, axis, keepdims)
+        # one record, whose rules are the registry entry's (fastad._prims)
+        p = {"axes": normalize_axes(axis, x.ndim, kind), "keepdims": bool(keepdims)}
+        return _generic.bind(_registry.REGISTRY[kind], (x,), p)
     return _softmax_slots(kind, x, normalize_axes(axis, x.ndim, kind), keepdims)
 
 

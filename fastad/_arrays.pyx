@@ -237,6 +237,11 @@ cdef object _record(ArrayRecord rec, tuple operands, names):
     return _emit(t, rec, out)
 
 
+def record(ArrayRecord rec, tuple operands, names):
+    """_record for record classes defined above this module (fastad._generic's)."""
+    return _record(rec, operands, names)
+
+
 cdef _check_nans(ArrayRecord rec, object out):
     """fd.debug_nans: a NaN output from NaN-free inputs names this operation."""
     if not np.isnan(out).any():
@@ -580,8 +585,8 @@ def outer(a, b):
     """numpy.outer: the flattened operands' outer product."""
     if not _has_var((a, b)):
         return np.outer(as_float_array(a, "a"), as_float_array(b, "b"))
-    fa = reshape(a, (-1,)) if type(a) is Var else as_float_array(a, "a").reshape(-1)
-    fb = reshape(b, (-1,)) if type(b) is Var else as_float_array(b, "b").reshape(-1)
+    fa = _tape.reshape(a, (-1,)) if type(a) is Var else as_float_array(a, "a").reshape(-1)
+    fb = _tape.reshape(b, (-1,)) if type(b) is Var else as_float_array(b, "b").reshape(-1)
     return einsum("i,j->ij", fa, fb)
 
 
@@ -661,7 +666,8 @@ def einsum(subscripts, *operands):
 
 
 # ----------------------------------------------------------------------------------
-# Reductions: sum, mean, max, min, logsumexp; softmax and log_softmax
+# Reductions: sum, mean, max, min (softmax and its family, and the layout ops, are
+# declared with their rules in fastad._prims and recorded by fastad._generic)
 
 cdef tuple _axes(object axis, int ndim, str fname):
     # the core's check, so records and scalar slots refuse the same axes alike
@@ -752,154 +758,6 @@ def reduce(str kind, x, axis=None, keepdims=False):
     rec.kind = kind
     rec.axes = axes
     rec.keepdims = bool(keepdims)
-    return _record(rec, (x,), ("x",))
-
-
-cdef class SoftmaxRecord(ArrayRecord):
-    """softmax, log_softmax or logsumexp over `axes`, with the max shifted out."""
-    cdef public str kind
-    cdef public tuple axes
-    cdef public bint keepdims
-
-    def _shifted(self, x):
-        """(x - m, m): m the max along the axes (keepdims), 0 where not finite.
-        The one place the family's value kernels start from."""
-        m = x.max(axis=self.axes, keepdims=True)
-        if not np.isfinite(m).all():
-            m = np.where(np.isfinite(m), m, 0.0)
-        with np.errstate(all="ignore"):
-            return x - m, m
-
-    def _lse(self, x):
-        """logsumexp along the axes, keepdims form; the max is shifted out."""
-        z, m = self._shifted(x)
-        with np.errstate(all="ignore"):
-            lse = np.log(np.exp(z).sum(axis=self.axes, keepdims=True))
-        lse += m
-        return lse
-
-    def _expand(self, a):
-        return a.reshape(_keep_shape(self.shapes[0], self.axes))
-
-    def _softmax(self, x):
-        """softmax along the axes as exp(x - max) / sum: exp(x - lse) would carry
-        lse's rounding, |lse| * 2**-53 absolutely (5e-14 at lse = 1000)."""
-        z, _ = self._shifted(x)
-        with np.errstate(all="ignore"):
-            e = np.exp(z)
-            return e / e.sum(axis=self.axes, keepdims=True)
-
-    def _compute(self, values):
-        # the first evaluation (_record) and every replay (forward) call this
-        x = values[0]
-        if self.kind == "softmax":
-            return self._softmax(x)
-        lse = self._lse(x)
-        with np.errstate(all="ignore"):
-            if self.kind == "logsumexp":
-                return lse if self.keepdims else lse.reshape(
-                    [d for i, d in enumerate(x.shape) if i not in self.axes])
-            return x - lse
-
-    def _probs(self, x, out):
-        """softmax(x) along the axes (the stored output for softmax itself)."""
-        if self.kind == "softmax":
-            return out
-        return self._softmax(x)
-
-    def _vjp(self, g, values, out):
-        p = self._probs(values[0], out)
-        if self.kind == "logsumexp":
-            return [self._expand(g) * p]
-        if self.kind == "log_softmax":
-            return [g - p * g.sum(axis=self.axes, keepdims=True)]
-        return [p * (g - (g * p).sum(axis=self.axes, keepdims=True))]
-
-    def _jvp(self, values, tans, out):
-        t = tans[0]
-        p = self._probs(values[0], out)
-        s = (p * t).sum(axis=self.axes, keepdims=True)
-        if self.kind == "logsumexp":
-            return s if self.keepdims else s.reshape(self.out_shape)
-        if self.kind == "log_softmax":
-            return t - s
-        return p * (t - s)
-
-    def _curvature(self, grads, g, tans, values, out):
-        if grads[0] is None:
-            return
-        x, t = values[0], tans[0]
-        p = self._probs(x, out)
-        ax = self.axes
-        with np.errstate(all="ignore"):
-            dp = p * (t - np.sum(p * t, axis=ax, keepdims=True))
-            if self.kind == "logsumexp":
-                G = g if self.keepdims else np.expand_dims(g, ax)
-                c = G * dp
-            elif self.kind == "log_softmax":
-                c = -dp * np.sum(g, axis=ax, keepdims=True)
-            else:
-                c = dp * (g - np.sum(g * p, axis=ax, keepdims=True)) \
-                    - p * np.sum(g * dp, axis=ax, keepdims=True)
-        grads[0] = grads[0] + c
-
-
-def softmax_like(str kind, x, axis, keepdims=False):
-    xv = _value(x, "x")
-    rec = SoftmaxRecord.__new__(SoftmaxRecord)
-    rec.name = kind
-    rec.kind = kind
-    rec.axes = _axes(axis, xv.ndim, kind)
-    rec.keepdims = bool(keepdims)
-    return _record(rec, (x,), ("x",))
-
-
-# ----------------------------------------------------------------------------------
-# Layout: reshape and transpose as block copies
-
-cdef class LayoutRecord(ArrayRecord):
-    cdef public str kind          # "reshape" or "transpose"
-    cdef public tuple arg         # the new shape, or the axes permutation
-
-    def _compute(self, values):
-        if self.kind == "reshape":
-            return values[0].reshape(self.arg)
-        return values[0].transpose(self.arg)
-
-    def _vjp(self, g, values, out):
-        if self.kind == "reshape":
-            return [g.reshape(self.shapes[0])]
-        return [g.transpose(np.argsort(self.arg))]
-
-    def _jvp(self, values, tans, out):
-        return self._compute([tans[0]])
-
-    def _curvature(self, grads, g, tans, values, out):
-        pass  # linear: no curvature
-
-
-def reshape(x, shape):
-    xv = _value(x, "x")
-    new = xv.reshape(shape).shape          # NumPy resolves -1 and checks the size
-    rec = LayoutRecord.__new__(LayoutRecord)
-    rec.name = "reshape"
-    rec.kind = "reshape"
-    rec.arg = tuple(new)
-    return _record(rec, (x,), ("x",))
-
-
-def transpose(x, axes=None):
-    xv = _value(x, "x")
-    if axes is None:
-        axes = tuple(range(xv.ndim))[::-1]
-    # NumPy checks the permutation (and each axis's range: wrapping them with %
-    # first turned an invalid axis into a valid one, as the small path refuses)
-    xv.transpose(axes)
-    axes = tuple(int(a) % xv.ndim for a in axes) if xv.ndim else ()
-    rec = LayoutRecord.__new__(LayoutRecord)
-    rec.name = "transpose"
-    rec.kind = "transpose"
-    rec.arg = axes
     return _record(rec, (x,), ("x",))
 
 
