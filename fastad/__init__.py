@@ -17,6 +17,7 @@ from fastad._forward import jvp, vjp, jacobian, hessian, hvp, derivative
 from fastad import optim, nn
 from fastad._minimize import minimize
 from fastad._trace import trace, load
+from fastad._custom import custom_jvp, custom_vjp
 
 globals().update(_PUBLIC)
 
@@ -32,5 +33,5 @@ __all__ = [
     "maximum", "minimum", "clip", "where", "floor", "ceil", "erf", "erfc", "sigmoid",
     "relu", "softplus", "logsumexp", "sum", "mean", "prod", "dot", "matmul", "stack",
     "array", "reshape", "transpose", "concatenate", "softmax", "log_softmax",
-    "optim", "nn", "minimize", "trace", "load",
+    "optim", "nn", "minimize", "trace", "load", "custom_vjp", "custom_jvp",
 ]

@@ -39,7 +39,7 @@ NOT_ARRAY_FUNCTIONS = {
     "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape", "Var",
     "grad", "value_and_grad", "check_grad", "debug_nans", "release_memory", "Dual",
     "jvp", "vjp", "jacobian", "hessian", "hvp", "derivative", "optim", "nn",
-    "minimize", "trace", "load",
+    "minimize", "trace", "load", "custom_vjp", "custom_jvp",
 }
 
 # entries with no form over Duals (fd.* does not export them, or Dual arithmetic
