@@ -209,9 +209,23 @@ class _CustomBase:
 # custom_vjp
 
 class custom_vjp(_CustomBase):
-    """A function with a user-given vector-Jacobian product (JAX's ``custom_vjp``).
+    """A function with its own vector-Jacobian product, as JAX's ``custom_vjp``.
 
-    See fastad/_custom.py's module docstring and docs/custom_primitives.md."""
+    ``f = fd.custom_vjp(fun)`` (or as a decorator), then
+    ``f.defvjp(fwd, bwd)``: ``fwd(*args)`` returns ``(out, residuals)`` and
+    ``bwd(residuals, g)`` a tuple of one cotangent per argument (``None`` for
+    none), each of its argument's shape.  On plain values ``f`` runs ``fun``; on
+    Vars it is recorded as one operation whose gradient is ``bwd``'s.  Forward
+    mode (``fd.jvp``, ``fd.derivative``) raises ``TypeError``: there is no JVP
+    rule.  ``name=`` is the name a saved trace stores (default ``fun.__name__``).
+
+    Examples
+    --------
+    >>> f = fd.custom_vjp(lambda x: x * x)
+    >>> f = f.defvjp(lambda x: (x * x, x), lambda x, g: (2.0 * x * g,))
+    >>> fd.grad(f)(3.0)
+    6.0
+    """
     _missing = "defvjp(fwd, bwd)"
     _rule = "VJP"
 
@@ -291,9 +305,21 @@ class custom_vjp(_CustomBase):
 # custom_jvp
 
 class custom_jvp(_CustomBase):
-    """A function with a user-given Jacobian-vector product (JAX's ``custom_jvp``).
+    """A function with its own Jacobian-vector product, as JAX's ``custom_jvp``.
 
-    See fastad/_custom.py's module docstring and docs/custom_primitives.md."""
+    ``f = fd.custom_jvp(fun)`` (or as a decorator), then ``@f.defjvp`` on
+    ``rule(primals, tangents) -> (out, tangent_out)``, linear in the tangents.
+    On plain values ``f`` runs ``fun``; on Vars it is recorded as one operation
+    whose forward derivative is the rule and whose reverse derivative is the
+    rule transposed; Duals go through the rule.  ``name=`` as for custom_vjp.
+
+    Examples
+    --------
+    >>> f = fd.custom_jvp(lambda x: x ** 3)
+    >>> rule = f.defjvp(lambda p, t: (p[0] ** 3, 3.0 * p[0] ** 2 * t[0]))
+    >>> fd.grad(f)(2.0), fd.jvp(f, (2.0,), (1.0,))
+    (12.0, (8.0, 12.0))
+    """
     _missing = "defjvp(rule)"
     _rule = "JVP"
 

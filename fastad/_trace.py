@@ -471,9 +471,9 @@ def load(path, primitives=None):
     """Load a trace written by tf.save(path); fd.TraceError if the file is not one,
     or is truncated, corrupted, malformed or of another format version.
 
-    primitives: the user-defined primitives the trace may name (API.md section 5);
-    records are resolved by name from this list and from fastad's own operations,
-    never imported."""
+    primitives: the user-defined primitives (fd.custom_vjp / fd.custom_jvp) the
+    trace may name; records are resolved by name from this list and from fastad's
+    own operations, never imported, and a name in neither is a fd.TraceError."""
     return _loaded(_trace_file.read_file(path, primitives))
 
 
