@@ -145,7 +145,13 @@ def _extreme(kind, x, axis, keepdims):
     if type(x) is Var:
         if x.ndim == 0:
             return x
-        return _arrays.reduce(kind, x, axis, keepdims)
+        xv = x.value
+        axes = normalize_axes(axis, xv.ndim, kind)
+        if any(xv.shape[a] == 0 for a in axes):
+            raise ValueError("%s: zero-size array to reduction operation %s which has "
+                             "no identity" % (kind, kind))
+        return _generic.bind(_registry.REGISTRY[kind], (x,),
+                             {"axes": axes, "keepdims": bool(keepdims)})
     f = np.max if kind == "max" else np.min
     out = f(_tape.array(x) if isinstance(x, (list, tuple)) else
             np.asarray(x, dtype=np.float64), axis=axis, keepdims=keepdims)

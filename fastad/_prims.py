@@ -15,7 +15,6 @@ other libraries dispatch by name (scipy.special.erf is fd.erf).  Anything NumPy
 calls on a Var that has no entry raises TypeError naming the function: handing
 NumPy a Var's plain values would silently detach the result from the tape.
 """
-import functools
 
 import numpy as np
 
@@ -380,6 +379,83 @@ def _softmax_shape(kind):
     return shape
 
 
+# Reductions: sum and mean linear, max and min piecewise linear (second order is
+# the vjp of Gd for all four)
+
+def _count(shape, axes):
+    c = 1.0
+    for a in axes:
+        c *= shape[a]
+    return c
+
+
+def _reduce_forward(kind):
+    def forward(values, p):
+        # ndarray methods: np.sum & co. add a Python-level wrapper (~1.5 us each)
+        return getattr(values[0], kind)(axis=p["axes"], keepdims=p["keepdims"]), None
+    return forward
+
+
+def _extreme_weights(x, out, p):
+    """d out / d x as an array of x's shape (max/min: ties share evenly)."""
+    mask = x == out.reshape(_keep_shape(x.shape, p["axes"]))
+    with np.errstate(all="ignore"):
+        return mask / mask.sum(axis=p["axes"], keepdims=True)
+
+
+def _reduce_vjp(kind):
+    def vjp(values, out, res, G, p, needs):
+        x = values[0]
+        G = G.reshape((G.shape[0],) + _keep_shape(x.shape, p["axes"]))
+        if kind == "sum":
+            return (np.broadcast_to(G, (G.shape[0],) + x.shape),)
+        if kind == "mean":
+            return (np.broadcast_to(G / _count(x.shape, p["axes"]), (G.shape[0],) + x.shape),)
+        return (G * _extreme_weights(x, out, p),)
+    return vjp
+
+
+def _reduce_jvp(kind):
+    def jvp(values, out, res, T, p):
+        t, ax, kd = T[0], _lead(p["axes"]), p["keepdims"]
+        if kind == "sum":
+            return t.sum(axis=ax, keepdims=kd)
+        if kind == "mean":
+            return t.mean(axis=ax, keepdims=kd)
+        return (t * _extreme_weights(values[0], out, p)).sum(axis=ax, keepdims=kd)
+    return jvp
+
+
+def _reduce_shape(kind):
+    def shape(shapes, p):
+        (s,) = shapes
+        axes = p["axes"]
+        if any(not 0 <= a < len(s) for a in axes) or list(axes) != sorted(set(axes)):
+            raise ValueError("%s: axes %s are not increasing axes of a %d-d array"
+                             % (kind, axes, len(s)))
+        if kind in ("max", "min") and any(s[a] == 0 for a in axes):
+            raise ValueError("%s over an empty axis" % kind)
+        return _reduced_shape(s, axes, p["keepdims"])
+    return shape
+
+
+def _reduce_rules(kind):
+    return dict(forward=_reduce_forward(kind), vjp=_reduce_vjp(kind),
+                jvp=_reduce_jvp(kind), shape=_reduce_shape(kind),
+                saved=("reduce", {"axes": "axes", "keepdims": "bool"}))
+
+
+def _reduce_record(kind):
+    """The record form of sum / mean: one record from RECORD_MIN_SIZE elements up,
+    else NotImplemented (the core then chains scalar slots)."""
+    def record(x, axis, keepdims):
+        if x.size < _arrays.RECORD_MIN_SIZE:
+            return NotImplemented
+        p = {"axes": _tape.normalize_axes(axis, x.ndim, kind), "keepdims": bool(keepdims)}
+        return _generic.bind(_registry.REGISTRY[kind], (x,), p)
+    return record
+
+
 # Layout: reshape and transpose, linear (second order is the vjp of Gd)
 
 def _reshape_forward(values, p):
@@ -497,13 +573,13 @@ del _uf, _name, _reflected
 declare(Primitive(
     "sum", _tape.sum, "linear", numpy=(np.sum,), methods=("sum",), public="sum",
     parse=_reduction_parse("sum", True), dual=_dc.sum,
-    record=functools.partial(_arrays.large_reduce, "sum"),
+    record=_reduce_record("sum"), **_reduce_rules("sum"),
     tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True),
            _row((2, 3, 4), axis=(0, 2)))))
 declare(Primitive(
     "mean", _tape.mean, "linear", numpy=(np.mean,), methods=("mean",), public="mean",
     parse=_reduction_parse("mean", True), dual=_dc.mean,
-    record=functools.partial(_arrays.large_reduce, "mean"),
+    record=_reduce_record("mean"), **_reduce_rules("mean"),
     tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True))))
 declare(Primitive(
     "prod", _tape.prod, "nonlinear", numpy=(np.prod,), public="prod",
@@ -511,11 +587,11 @@ declare(Primitive(
     tests=(_row((4,), dom=(0.5, 1.5)), _row((3, 4), axis=1, dom=(0.5, 1.5)))))
 declare(Primitive(
     "max", _array_math.amax, "piecewise_linear", numpy=(np.max, np.amax),
-    parse=_reduction_parse("max", False),
+    parse=_reduction_parse("max", False), **_reduce_rules("max"),
     tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True))))
 declare(Primitive(
     "min", _array_math.amin, "piecewise_linear", numpy=(np.min, np.amin),
-    parse=_reduction_parse("min", False),
+    parse=_reduction_parse("min", False), **_reduce_rules("min"),
     tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True))))
 
 # ----------------------------------------------------------------------------------

@@ -102,10 +102,6 @@ def encode(rec, consts, n_consts):
     elif kind == "einsum":
         obj["ins"] = list(rec.ins)
         obj["out"] = rec.out_sub
-    elif kind == "reduce":
-        obj["op"] = rec.kind
-        obj["axes"] = [int(a) for a in rec.axes]
-        obj["keepdims"] = bool(rec.keepdims)
     return obj, added
 
 
@@ -230,12 +226,6 @@ def _keepdims(v):
     return v
 
 
-def _reduced(shape, axes, keepdims):
-    if keepdims:
-        return tuple(1 if i in axes else d for i, d in enumerate(shape))
-    return tuple(d for i, d in enumerate(shape) if i not in axes)
-
-
 def _check_elementwise(rec, obj):
     code_arity = _ELEMENTWISE.get(rec.name)
     if code_arity is None:
@@ -298,18 +288,6 @@ def _check_einsum(rec, obj):
     return tuple(sizes[c] for c in out)
 
 
-def _check_reduce(rec, obj):
-    if rec.name not in ("sum", "mean", "max", "min"):
-        raise Malformed("reduction %.40r is not sum, mean, max or min" % rec.name)
-    shape = _single_var_input(rec)
-    rec.kind = rec.name
-    rec.axes = _axes(obj["axes"], len(shape))
-    rec.keepdims = _keepdims(obj["keepdims"])
-    if rec.name in ("max", "min") and any(shape[a] == 0 for a in rec.axes):
-        raise Malformed("%s over an empty axis" % rec.name)
-    return _reduced(shape, rec.axes, rec.keepdims)
-
-
 def _check_saved(kind, ops):
     """The check of a kind saved by registry entries (`saved` = (kind, fields)):
     one of `ops`, one Var input, each field through its codec, the params
@@ -355,7 +333,8 @@ _KINDS = {
     "elementwise": (_arrays.ElementwiseRecord, (), _check_elementwise),
     "matmul": (_arrays.MatmulRecord, (), _check_matmul),
     "einsum": (_arrays.EinsumRecord, ("ins", "out"), _check_einsum),
-    "reduce": (_arrays.ReduceRecord, ("axes", "keepdims"), _check_reduce),
+    "reduce": (_generic.GenericRecord, ("axes", "keepdims"),
+               _check_saved("reduce", ("sum", "mean", "max", "min"))),
     "softmax": (_generic.GenericRecord, ("axes", "keepdims"),
                 _check_saved("softmax", ("softmax", "log_softmax", "logsumexp"))),
     "layout": (_generic.GenericRecord, ("arg",),
