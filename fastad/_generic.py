@@ -15,6 +15,8 @@ hand a record one direction at a time, so k = 1 here; a block sweep passes k > 1
 the same rules.  A rule may return a cotangent broadcast against its operand (a
 view of another shape): the accumulation below sums it back to the operand's shape.
 """
+import math
+
 import numpy as np
 
 from fastad import _arrays
@@ -69,17 +71,25 @@ class GenericRecord(ArrayRecord):
     def _directions(self, tan):
         """Each operand's tangent as a (1,) + shape array, None for constants."""
         return [None if s < 0 else
-                np.asarray(tan[s:s + int(np.prod(sh, dtype=np.int64))])
+                np.asarray(tan[s:s + math.prod(sh)])
                 .reshape((1,) + sh) for s, sh in zip(self.slots, self.shapes)]
 
     def _add(self, buf, grads):
-        """buf[operand i's slots] += grads[i][0], summed to the operand's shape."""
+        """buf[operand i's slots] += grads[i][0], summed to the operand's shape.
+        A cotangent that broadcasts against its operand (a sum's) is added as it
+        is, without materialising it."""
         for s, sh, gi in zip(self.slots, self.shapes, grads):
             if s < 0 or gi is None:
                 continue
-            gi = unbroadcast(np.asarray(gi)[0], sh)
-            view = buf[s:s + int(np.prod(sh, dtype=np.int64))]
-            view += np.asarray(gi, dtype=np.float64).reshape(-1)
+            gi = np.asarray(gi)[0]
+            gs = gi.shape
+            if gs != sh and (len(gs) != len(sh) or
+                             any(a != b and a != 1 for a, b in zip(gs, sh))):
+                gi = unbroadcast(gi, sh)     # summed over the axes it was broadcast along
+            # splitting the one axis of a 1-D slice is always a view, also of a
+            # strided column (the second-order sweeps pass those)
+            view = buf[s:s + math.prod(sh)].reshape(sh)
+            np.add(view, gi, out=view)
 
     def __repr__(self):
         return "<%s record: slots %d..%d>" % (self.prim.name, self.base,

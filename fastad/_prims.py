@@ -407,10 +407,11 @@ def _reduce_vjp(kind):
     def vjp(values, out, res, G, p, needs):
         x = values[0]
         G = G.reshape((G.shape[0],) + _keep_shape(x.shape, p["axes"]))
+        # broadcast against x (the record adds them without materialising)
         if kind == "sum":
-            return (np.broadcast_to(G, (G.shape[0],) + x.shape),)
+            return (G,)
         if kind == "mean":
-            return (np.broadcast_to(G / _count(x.shape, p["axes"]), (G.shape[0],) + x.shape),)
+            return (G / _count(x.shape, p["axes"]),)
         return (G * _extreme_weights(x, out, p),)
     return vjp
 
