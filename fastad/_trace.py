@@ -22,6 +22,7 @@ from fastad._replay import GUARD_NAMES, Replay, param_leaf, tape_copy, var_slot
 from fastad._tape import Var, as_source_dtype, grad_dtype
 from fastad._trace_spec import ArgSpec, Path, _leaf_array
 from fastad import _trace_file
+from fastad._custom import without_jvp
 
 try:  # tangent and second-order sweeps (issue 4); absent in a partial build
     from fastad import _second
@@ -250,6 +251,7 @@ class TracedFunction:
 
         def fn(path):
             return lambda tape: (None if path.out_const is not None else
+                                 _forward_mode(tape, "tf.jvp") or
                                  _second.tangent_sweep(tape, self.input_slots,
                                                        _out_slots(path), vf[None, :],
                                                        "tf.jvp")[0])
@@ -269,6 +271,7 @@ class TracedFunction:
         for a pytree)."""
         def fn(path):
             return lambda tape: (None if path.out_const is not None else
+                                 _forward_mode(tape, "tf.jacobian") or
                                  _second.jacobian_forward(tape, self.input_slots,
                                                           _out_slots(path),
                                                           fname="tf.jacobian"))
@@ -465,6 +468,16 @@ class TracedFunction:
 
     def __reduce__(self):
         return (load_bytes, (_trace_file.dump_bytes(self),))
+
+
+def _forward_mode(tape, fname):
+    """None, or TypeError when a custom_vjp (no JVP rule) is on the tape."""
+    name = without_jvp(tape)
+    if name is not None:
+        raise TypeError("%s: the custom primitive %s is a custom_vjp: forward mode needs "
+                        "a JVP rule, which it has none of (declare it with "
+                        "fd.custom_jvp, or use tf.grad)" % (fname, name))
+    return None
 
 
 def load(path, primitives=None):

@@ -182,13 +182,14 @@ def test_hessian_and_hvp(case, kind):
 
 @pytest.mark.parametrize("case,kind", GRID)
 def test_trace_replays_at_new_points(case, kind):
-    f, value, jac, _, w, loss = _setup(case, kind)
+    f, value, jac, hess, w, loss = _setup(case, kind)
     tf = fd.trace(loss, X)
     for x in (X, X * 0.5 + 0.1, -X):
         assert tf(x) == fd.value_and_grad(loss)(x)[0]
         np.testing.assert_array_equal(tf.grad(x), fd.grad(loss)(x))
         np.testing.assert_allclose(tf.grad(x), w @ jac(x).reshape(w.size, x.size),
                                    rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(tf.hessian(x), hess(x, w), rtol=1e-11, atol=1e-14)
 
 
 @pytest.mark.parametrize("case,kind", GRID)
@@ -367,3 +368,15 @@ def test_custom_primitives_never_enter_the_registry():
     assert _registry.REGISTRY == before and f.primitive.name not in _registry.REGISTRY
     with pytest.raises(ValueError, match="not added to the registry"):
         _registry.declare(f.primitive)
+
+
+def test_traced_forward_mode_of_custom_vjp_names_the_missing_rule():
+    f, *_ = _setup("c * sin(x)", "vjp")
+    tf = fd.trace(f, X)
+    for call in (lambda: tf.jvp(X, V), lambda: tf.jacobian(X)):
+        with pytest.raises(TypeError, match="JVP rule"):
+            call()
+    g, value, jac, *_ = _setup("c * sin(x)", "jvp")
+    tg = fd.trace(g, X)
+    np.testing.assert_allclose(tg.jvp(X, V)[1], jac(X) @ V, rtol=1e-13)
+    np.testing.assert_allclose(tg.jacobian(X), jac(X), rtol=1e-13, atol=1e-15)
