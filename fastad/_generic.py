@@ -35,6 +35,12 @@ class GenericRecord(ArrayRecord):
     def _compute(self, values):
         # ArrayRecord's recording and replay (forward) both call this
         out, res = self.prim.forward(values, self.p)
+        shape = self.out_shape          # None while it is first recorded
+        if shape is not None and np.shape(out) != shape:
+            # a replay (or a loaded file) whose function gives another shape than
+            # was recorded: the block would be filled by broadcasting, silently
+            raise ValueError("%s: the output has shape %s, recorded with shape %s"
+                             % (self.prim.name, np.shape(out), tuple(shape)))
         self.res = res
         return out
 

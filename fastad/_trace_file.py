@@ -499,7 +499,13 @@ def _read(reader, source, primitives):
     x_at = slots[3][1:1 + n_in].copy()
     p_at = slots[3][1 + n_in:1 + n_in + n_param].copy()
     path.point = (x_at, p_at)
-    if rp.replay(x_at, p_at) >= 0:
+    try:
+        failed = rp.replay(x_at, p_at)
+    except (ValueError, TypeError, ArithmeticError) as e:
+        # a record's kernel refused its saved operands: a user's primitive (from
+        # primitives=) giving another output shape than was saved, say
+        raise _Bad("replaying at the recorded point failed: %s" % e) from None
+    if failed >= 0:
         raise _Bad("the recorded guards do not hold at the recorded point: the file is "
                    "inconsistent")
     return path, xspec, pspec, params, retrace, name, x_at

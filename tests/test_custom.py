@@ -380,3 +380,26 @@ def test_traced_forward_mode_of_custom_vjp_names_the_missing_rule():
     tg = fd.trace(g, X)
     np.testing.assert_allclose(tg.jvp(X, V)[1], jac(X) @ V, rtol=1e-13)
     np.testing.assert_allclose(tg.jacobian(X), jac(X), rtol=1e-13, atol=1e-15)
+
+
+def test_a_primitive_of_the_same_name_and_another_shape_is_a_trace_error(tmp_path):
+    f = fd.custom_vjp(lambda x: x * 2.0, name="dbl")
+    f.defvjp(lambda x: (x * 2.0, None), lambda r, g: (2.0 * g,))
+    tf = fd.trace(lambda x: fd.sum(f(x)), X)
+    tf.save(str(tmp_path / "t.fad"))
+    g = fd.custom_vjp(lambda x: np.sum(x), name="dbl")
+    g.defvjp(lambda x: (np.sum(x), None), lambda r, gg: (gg * np.ones(5),))
+    with pytest.raises(fd.TraceError, match="dbl: the output has shape \\(\\), recorded "
+                                            "with shape \\(5,\\)"):
+        fd.load(str(tmp_path / "t.fad"), primitives=[g])
+    # and at a replay: the function changed the shape it gives
+    calls = {"n": 0}
+
+    def fwd(x):
+        calls["n"] += 1
+        return (x * 2.0 if calls["n"] == 1 else x[:2] * 2.0), None
+    h = fd.custom_vjp(lambda x: x * 2.0, name="flaky")
+    h.defvjp(fwd, lambda r, gg: (2.0 * gg,))
+    th = fd.trace(lambda x: fd.sum(h(x)), X)
+    with pytest.raises(ValueError, match="flaky: the output has shape \\(2,\\)"):
+        th(X)
