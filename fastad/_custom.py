@@ -343,7 +343,16 @@ class custom_jvp(_CustomBase):
             tape = t.__enter__()
             try:
                 us = _leaves(tape, values, "custom_jvp %s: tangent" % name)
-                r = rule(tuple(_plain(v) for v in values), tuple(us))
+                try:
+                    r = rule(tuple(_plain(v) for v in values), tuple(us))
+                except (TypeError, ValueError) as e:
+                    if isinstance(e, ValueError) and "JVP rule" in str(e):
+                        raise
+                    raise TypeError("custom primitive %s: the JVP rule runs with the "
+                                    "tangents as Vars (linear in them; that is how it is "
+                                    "transposed for reverse mode), so it must use fastad "
+                                    "or NumPy operations on them (%s: %s)"
+                                    % (name, type(e).__name__, e)) from e
                 _check_rule_result(name, r)
                 tout = r[1]
                 if type(tout) is Var and tout.shape != out.shape or \

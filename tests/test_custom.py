@@ -403,3 +403,12 @@ def test_a_primitive_of_the_same_name_and_another_shape_is_a_trace_error(tmp_pat
     th = fd.trace(lambda x: fd.sum(h(x)), X)
     with pytest.raises(ValueError, match="flaky: the output has shape \\(2,\\)"):
         th(X)
+
+
+def test_a_jvp_rule_that_cannot_take_vars_says_why():
+    f = fd.custom_jvp(lambda x: x * 2.0, name="opaque")
+    f.defjvp(lambda p, t: (p[0] * 2.0, 2.0 * np.asarray(t[0], dtype=float)))
+    assert fd.derivative(f)(1.5) == 2.0          # Duals pass plain tangents: fine
+    with pytest.raises(TypeError, match="opaque: the JVP rule runs with the tangents "
+                                        "as Vars"):
+        fd.grad(lambda x: fd.sum(f(x)))(X)
