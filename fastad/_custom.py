@@ -34,15 +34,11 @@ import threading
 import numpy as np
 
 from fastad import _generic
+from fastad._dual import Dual
 from fastad._registry import Primitive
 from fastad._scratch import _scratch_tape
 from fastad._second import hvp_sweep, reverse_sweep, tangent_sweep, var_slots
 from fastad._tape import Var, leaf_variable, sum as _sum
-
-try:
-    from fastad._dual import Dual
-except ImportError:  # pragma: no cover - the extension is always built
-    Dual = ()
 
 _state = threading.local()    # .inline: primitives whose rules are being differentiated
 
@@ -150,8 +146,8 @@ def _split(flat, values, k, needs):
     return out
 
 
-def _var_outputs(name, rule, outs):
-    """The Var outputs among a rule's recorded results, and where they go."""
+def _var_outputs(outs):
+    """(index, output) of the Var outputs among a rule's recorded results."""
     return [(i, o) for i, o in enumerate(outs) if type(o) is Var]
 
 
@@ -186,7 +182,7 @@ class _CustomBase:
     def __call__(self, *args):
         prim = self.primitive
         if not _has(args, Var):
-            if Dual and _has(args, Dual):
+            if _has(args, Dual):
                 return self._dual(args)
             return self.fun(*args)
         if prim is None:
@@ -279,7 +275,7 @@ class custom_vjp(_CustomBase):
                 if len(cts) != len(values):
                     raise ValueError("custom primitive %s: bwd returned %d cotangents "
                                      "for %d arguments" % (name, len(cts), len(values)))
-                outs = _var_outputs(name, "bwd", cts)
+                outs = _var_outputs(cts)
                 curv = [None] * len(values)
                 if outs:
                     tan = tangent_sweep(t, _slots_of(xs),
