@@ -20,6 +20,7 @@ from fastad._minimize import minimize
 from fastad._trace import trace, load
 from fastad._sparse import (jacobian_sparsity, sparse_jacobian, hessian_sparsity,
                             sparse_hessian, least_squares)
+from fastad._custom import custom_jvp, custom_vjp
 
 globals().update(_PUBLIC)
 
@@ -39,4 +40,5 @@ __all__ = [
     "optim", "nn", "minimize", "trace", "load",
     "jacobian_sparsity", "sparse_jacobian", "hessian_sparsity", "sparse_hessian",
     "least_squares",
+    "custom_vjp", "custom_jvp",
 ]

@@ -545,6 +545,31 @@ def load(
 ) -> TracedFunction: ...
 
 # ----------------------------------------------------------------------------------
+# 10. Your own primitives (fd.custom_vjp, fd.custom_jvp)
+
+class custom_vjp:
+    """A function with a user-given vector-Jacobian product (JAX's custom_vjp)."""
+    fun: Callable[..., Any]
+    name: str
+    primitive: Any
+    def __init__(self, fun: Callable[..., Any], name: str | None = None) -> None: ...
+    def __call__(self, *args: Any) -> Any: ...
+    def defvjp(
+        self, fwd: Callable[..., tuple[Any, Any]], bwd: Callable[[Any, Any], Any]
+    ) -> Self: ...
+
+class custom_jvp:
+    """A function with a user-given Jacobian-vector product (JAX's custom_jvp)."""
+    fun: Callable[..., Any]
+    name: str
+    primitive: Any
+    def __init__(self, fun: Callable[..., Any], name: str | None = None) -> None: ...
+    def __call__(self, *args: Any) -> Any: ...
+    def defjvp(
+        self, rule: Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, Any]]
+    ) -> Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, Any]]: ...
+
+# ----------------------------------------------------------------------------------
 # 7. Fitting
 
 # fd.minimize is in fastad/_minimize.pyi
@@ -1245,4 +1270,5 @@ __all__ = [
     "optim", "nn", "minimize", "trace", "load",
     "jacobian_sparsity", "sparse_jacobian", "hessian_sparsity", "sparse_hessian",
     "least_squares",
+    "custom_vjp", "custom_jvp",
 ]

@@ -9,7 +9,7 @@ understands; both paths shift by the max, so they are stable at |x| ~ 1e3.
 """
 import numpy as np
 
-from fastad import _arrays, _tape
+from fastad import _arrays, _generic, _registry, _tape
 from fastad._tape import (OP_INFO, Var, exp, finite_guard, floor, log, normalize_axes,
                           span_end, span_start, sum as _sum, where)
 
@@ -51,7 +51,9 @@ def _plain_or_var(x):
 def _softmax_var(kind, x, axis, keepdims=False):
     """softmax / log_softmax / logsumexp of an array Var along `axis`."""
     if _big(x):
-        return _arrays.softmax_like(kind, x, axis, keepdims)
+        # one record, whose rules are the registry entry's (fastad._prims)
+        p = {"axes": normalize_axes(axis, x.ndim, kind), "keepdims": bool(keepdims)}
+        return _generic.bind(_registry.REGISTRY[kind], (x,), p)
     return _softmax_slots(kind, x, normalize_axes(axis, x.ndim, kind), keepdims)
 
 
@@ -143,7 +145,13 @@ def _extreme(kind, x, axis, keepdims):
     if type(x) is Var:
         if x.ndim == 0:
             return x
-        return _arrays.reduce(kind, x, axis, keepdims)
+        xv = x.value
+        axes = normalize_axes(axis, xv.ndim, kind)
+        if any(xv.shape[a] == 0 for a in axes):
+            raise ValueError("%s: zero-size array to reduction operation %s which has "
+                             "no identity" % (kind, kind))
+        return _generic.bind(_registry.REGISTRY[kind], (x,),
+                             {"axes": axes, "keepdims": bool(keepdims)})
     f = np.max if kind == "max" else np.min
     out = f(_tape.array(x) if isinstance(x, (list, tuple)) else
             np.asarray(x, dtype=np.float64), axis=axis, keepdims=keepdims)

@@ -16,6 +16,7 @@ from fastad._functional import (_args_to_vars, _leaf_to_var, _normalize_argnums,
                                 _scratch_tape, aux_values, check_has_aux, scalar_output,
                                 split_aux)
 from fastad._pytree import tree_flatten, tree_unflatten
+from fastad._custom import without_jvp
 from fastad._second import (hessian_sweep, hvp_sweep, jacobian_forward, reverse_sweep,
                             tangent_sweep, var_slots)
 from fastad._tape import (Tape, Var, as_source_dtype, float_array, grad_dtype,
@@ -179,10 +180,19 @@ def jvp(f, primals, tangents):
         if out_slots is None:
             tan = np.zeros(shape)
         else:
+            _refuse_custom_vjp(tape, "jvp")
             tan = tangent_sweep(tape, in_slots, out_slots, seed[None, :], "jvp")[0]
             tan = tan.reshape(shape)
     return value, as_source_dtype(float(tan) if tan.ndim == 0 else tan,
                                   _common_dtype(layout))
+
+
+def _refuse_custom_vjp(tape, fname):
+    name = without_jvp(tape)
+    if name is not None:
+        raise TypeError("%s: the custom primitive %s is a custom_vjp: forward mode needs "
+                        "a JVP rule, which it has none of (declare it with "
+                        "fd.custom_jvp, or use fd.vjp / fd.grad)" % (fname, name))
 
 
 def _float_array(x, where):
@@ -296,7 +306,8 @@ def jacobian(f, argnums=0, has_aux=False):
             p, m = int(np.prod(shape, dtype=np.int64)), in_slots.size
             if out_slots is None:
                 J = np.zeros((p, m))
-            elif m <= p:
+            elif m <= p and without_jvp(tape) is None:
+                # forward mode, unless a custom_vjp (no JVP rule) is on the tape
                 J = jacobian_forward(tape, in_slots, out_slots, fname="jacobian")
             else:
                 J = reverse_sweep(tape, out_slots, in_slots, np.eye(p), "jacobian")

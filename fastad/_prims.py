@@ -15,11 +15,10 @@ other libraries dispatch by name (scipy.special.erf is fd.erf).  Anything NumPy
 calls on a Var that has no entry raises TypeError naming the function: handing
 NumPy a Var's plain values would silently detach the result from the tape.
 """
-import functools
 
 import numpy as np
 
-from fastad import _array_math, _arrays, _dual_collections as _dc, _math, _tape
+from fastad import _array_math, _arrays, _dual_collections as _dc, _generic, _math, _registry, _tape
 from fastad._registry import Primitive, declare
 from fastad._tape import OP_INFO, Var
 
@@ -250,17 +249,274 @@ def _comparison(ufunc, name, reflected):
     return compare
 
 
+# ----------------------------------------------------------------------------------
+# Rules (docs/design/array-registry.md 2.1): directions on a leading axis, so an
+# operand's axis a is axis a + 1 of T, G and Gd.
+
+def _lead(axes):
+    return tuple(a + 1 for a in axes)
+
+
+def _keep_shape(shape, axes):
+    return tuple(1 if i in axes else d for i, d in enumerate(shape))
+
+
+def _reduced_shape(shape, axes, keepdims):
+    if keepdims:
+        return _keep_shape(shape, axes)
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+# The softmax family: the shifted max and the two kernels, once, for all three
+# entries (their small-array slot forms are in fastad._array_math).
+
+def _shifted(x, axes):
+    """(x - m, m): m the max along the axes (keepdims), 0 where it is not finite."""
+    m = x.max(axis=axes, keepdims=True)
+    if not np.isfinite(m).all():
+        m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(all="ignore"):
+        return x - m, m
+
+
+def _lse(x, axes):
+    """logsumexp along the axes, keepdims form."""
+    z, m = _shifted(x, axes)
+    with np.errstate(all="ignore"):
+        lse = np.log(np.exp(z).sum(axis=axes, keepdims=True))
+    lse += m
+    return lse
+
+
+def _softmax_of(x, axes):
+    """exp(x - max) / sum: exp(x - lse) would carry lse's rounding, |lse| * 2**-53
+    absolutely (5e-14 at lse = 1000)."""
+    z, _ = _shifted(x, axes)
+    with np.errstate(all="ignore"):
+        e = np.exp(z)
+        return e / e.sum(axis=axes, keepdims=True)
+
+
+def _softmax_forward(kind):
+    def forward(values, p):
+        x, axes = values[0], p["axes"]
+        if kind == "softmax":
+            return _softmax_of(x, axes), None
+        lse = _lse(x, axes)
+        with np.errstate(all="ignore"):
+            if kind == "logsumexp":
+                return (lse if p["keepdims"] else
+                        lse.reshape(_reduced_shape(x.shape, axes, False))), None
+            return x - lse, None
+    return forward
+
+
+def _probs(kind, values, out, p):
+    return out if kind == "softmax" else _softmax_of(values[0], p["axes"])
+
+
+def _softmax_vjp(kind):
+    def vjp(values, out, res, G, p, needs):
+        P = _probs(kind, values, out, p)
+        ax = _lead(p["axes"])
+        if kind == "logsumexp":
+            return (G.reshape((G.shape[0],) + _keep_shape(values[0].shape, p["axes"]))
+                    * P,)
+        if kind == "log_softmax":
+            return (G - P * G.sum(axis=ax, keepdims=True),)
+        return (P * (G - (G * P).sum(axis=ax, keepdims=True)),)
+    return vjp
+
+
+def _softmax_jvp(kind):
+    def jvp(values, out, res, T, p):
+        t = T[0]
+        P = _probs(kind, values, out, p)
+        s = (P * t).sum(axis=_lead(p["axes"]), keepdims=True)
+        if kind == "logsumexp":
+            return s.reshape((t.shape[0],) + _reduced_shape(values[0].shape, p["axes"],
+                                                            p["keepdims"]))
+        if kind == "log_softmax":
+            return t - s
+        return P * (t - s)
+    return jvp
+
+
+def _softmax_second(kind):
+    vjp = _softmax_vjp(kind)
+
+    def second(values, out, res, T, g, Gd, p, needs):
+        (grad,) = vjp(values, out, res, Gd, p, needs)
+        t = T[0]
+        if t is None:
+            return (grad,)
+        P = _probs(kind, values, out, p)
+        axes = p["axes"]
+        ax = _lead(axes)
+        with np.errstate(all="ignore"):
+            dp = P * (t - np.sum(P * t, axis=ax, keepdims=True))
+            if kind == "logsumexp":
+                c = g.reshape(_keep_shape(values[0].shape, axes)) * dp
+            elif kind == "log_softmax":
+                c = -dp * np.sum(g, axis=axes, keepdims=True)
+            else:
+                c = dp * (g - np.sum(g * P, axis=axes, keepdims=True)) \
+                    - P * np.sum(g * dp, axis=ax, keepdims=True)
+        return (grad + c,)
+    return second
+
+
+def _softmax_shape(kind):
+    def shape(shapes, p):
+        (s,) = shapes
+        axes = p["axes"]
+        if any(not 0 <= a < len(s) for a in axes) or list(axes) != sorted(set(axes)):
+            raise ValueError("%s: axes %s are not increasing axes of a %d-d array"
+                             % (kind, axes, len(s)))
+        if any(s[a] == 0 for a in axes):
+            raise ValueError("%s over an empty axis" % kind)
+        return _reduced_shape(s, axes, p["keepdims"]) if kind == "logsumexp" else s
+    return shape
+
+
+# Reductions: sum and mean linear, max and min piecewise linear (second order is
+# the vjp of Gd for all four)
+
+def _count(shape, axes):
+    c = 1.0
+    for a in axes:
+        c *= shape[a]
+    return c
+
+
+def _reduce_forward(kind):
+    def forward(values, p):
+        # ndarray methods: np.sum & co. add a Python-level wrapper (~1.5 us each)
+        return getattr(values[0], kind)(axis=p["axes"], keepdims=p["keepdims"]), None
+    return forward
+
+
+def _extreme_weights(x, out, p):
+    """d out / d x as an array of x's shape (max/min: ties share evenly)."""
+    mask = x == out.reshape(_keep_shape(x.shape, p["axes"]))
+    with np.errstate(all="ignore"):
+        return mask / mask.sum(axis=p["axes"], keepdims=True)
+
+
+def _reduce_vjp(kind):
+    def vjp(values, out, res, G, p, needs):
+        x = values[0]
+        G = G.reshape((G.shape[0],) + _keep_shape(x.shape, p["axes"]))
+        # broadcast against x (the record adds them without materialising)
+        if kind == "sum":
+            return (G,)
+        if kind == "mean":
+            return (G / _count(x.shape, p["axes"]),)
+        return (G * _extreme_weights(x, out, p),)
+    return vjp
+
+
+def _reduce_jvp(kind):
+    def jvp(values, out, res, T, p):
+        t, ax, kd = T[0], _lead(p["axes"]), p["keepdims"]
+        if kind == "sum":
+            return t.sum(axis=ax, keepdims=kd)
+        if kind == "mean":
+            return t.mean(axis=ax, keepdims=kd)
+        return (t * _extreme_weights(values[0], out, p)).sum(axis=ax, keepdims=kd)
+    return jvp
+
+
+def _reduce_shape(kind):
+    def shape(shapes, p):
+        (s,) = shapes
+        axes = p["axes"]
+        if any(not 0 <= a < len(s) for a in axes) or list(axes) != sorted(set(axes)):
+            raise ValueError("%s: axes %s are not increasing axes of a %d-d array"
+                             % (kind, axes, len(s)))
+        if kind in ("max", "min") and any(s[a] == 0 for a in axes):
+            raise ValueError("%s over an empty axis" % kind)
+        return _reduced_shape(s, axes, p["keepdims"])
+    return shape
+
+
+def _reduce_rules(kind):
+    return dict(forward=_reduce_forward(kind), vjp=_reduce_vjp(kind),
+                jvp=_reduce_jvp(kind), shape=_reduce_shape(kind),
+                saved=("reduce", {"axes": "axes", "keepdims": "bool"}))
+
+
+def _reduce_record(kind):
+    """The record form of sum / mean: one record from RECORD_MIN_SIZE elements up,
+    else NotImplemented (the core then chains scalar slots)."""
+    def record(x, axis, keepdims):
+        if x.size < _arrays.RECORD_MIN_SIZE:
+            return NotImplemented
+        p = {"axes": _tape.normalize_axes(axis, x.ndim, kind), "keepdims": bool(keepdims)}
+        return _generic.bind(_registry.REGISTRY[kind], (x,), p)
+    return record
+
+
+# Layout: reshape and transpose, linear (second order is the vjp of Gd)
+
+def _reshape_forward(values, p):
+    return values[0].reshape(p["arg"]), None
+
+
+def _reshape_vjp(values, out, res, G, p, needs):
+    return (G.reshape((G.shape[0],) + values[0].shape),)
+
+
+def _reshape_jvp(values, out, res, T, p):
+    return T[0].reshape((T[0].shape[0],) + tuple(p["arg"]))
+
+
+def _reshape_shape(shapes, p):
+    (s,) = shapes
+    if int(np.prod(p["arg"], dtype=np.int64)) != int(np.prod(s, dtype=np.int64)):
+        raise ValueError("reshape of %s to %s changes the size" % (s, p["arg"]))
+    return tuple(p["arg"])
+
+
+def _transpose_forward(values, p):
+    return values[0].transpose(p["arg"]), None
+
+
+def _transpose_vjp(values, out, res, G, p, needs):
+    return (G.transpose((0,) + _lead(np.argsort(p["arg"]))),)
+
+
+def _transpose_jvp(values, out, res, T, p):
+    return T[0].transpose((0,) + _lead(p["arg"]))
+
+
+def _transpose_shape(shapes, p):
+    (s,) = shapes
+    if sorted(p["arg"]) != list(range(len(s))):
+        raise ValueError("transpose axes %s are not a permutation of %d axes"
+                         % (p["arg"], len(s)))
+    return tuple(s[a] for a in p["arg"])
+
+
 # Record forms the core calls for large arrays (NotImplemented: keep scalar slots).
 def _reshape_record(x, shape):
     if x.size < _arrays.RECORD_MIN_SIZE:
         return NotImplemented
-    return _arrays.reshape(x, shape)
+    new = x.value.reshape(shape).shape     # NumPy resolves -1 and checks the size
+    return _generic.bind(_registry.REGISTRY["reshape"], (x,), {"arg": tuple(new)})
 
 
 def _transpose_record(x, axes):
     if x.size < _arrays.RECORD_MIN_SIZE:
         return NotImplemented
-    return _arrays.transpose(x, axes)
+    xv = x.value
+    if axes is None:
+        axes = tuple(range(xv.ndim))[::-1]
+    # NumPy checks the permutation (and each axis's range: wrapping them with %
+    # first turned an invalid axis into a valid one, as the small path refuses)
+    xv.transpose(axes)
+    axes = tuple(int(a) % xv.ndim for a in axes) if xv.ndim else ()
+    return _generic.bind(_registry.REGISTRY["transpose"], (x,), {"arg": axes})
 
 
 # ----------------------------------------------------------------------------------
@@ -319,14 +575,14 @@ del _uf, _name, _reflected
 declare(Primitive(
     "sum", _tape.sum, "linear", numpy=(np.sum,), methods=("sum",), public="sum",
     parse=_reduction_parse("sum", True), dual=_dc.sum,
-    record=functools.partial(_arrays.large_reduce, "sum"),
+    record=_reduce_record("sum"), **_reduce_rules("sum"),
     tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True),
            _row((2, 3, 4), axis=(0, 2))),
     sparsity="reduce"))
 declare(Primitive(
     "mean", _tape.mean, "linear", numpy=(np.mean,), methods=("mean",), public="mean",
     parse=_reduction_parse("mean", True), dual=_dc.mean,
-    record=functools.partial(_arrays.large_reduce, "mean"),
+    record=_reduce_record("mean"), **_reduce_rules("mean"),
     tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True)),
     sparsity="reduce"))
 declare(Primitive(
@@ -336,12 +592,12 @@ declare(Primitive(
     sparsity="reduce"))
 declare(Primitive(
     "max", _array_math.amax, "piecewise_linear", numpy=(np.max, np.amax),
-    parse=_reduction_parse("max", False),
+    parse=_reduction_parse("max", False), **_reduce_rules("max"),
     tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True)),
     sparsity="reduce"))
 declare(Primitive(
     "min", _array_math.amin, "piecewise_linear", numpy=(np.min, np.amin),
-    parse=_reduction_parse("min", False),
+    parse=_reduction_parse("min", False), **_reduce_rules("min"),
     tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True)),
     sparsity="reduce"))
 
@@ -351,20 +607,30 @@ declare(Primitive(
 def _softmax_sparsity(rec, bits):
     """Each output element depends on every operand element along the axes."""
     b = bits[0]
-    return np.broadcast_to(np.bitwise_or.reduce(b, axis=rec.axes, keepdims=True), b.shape)
+    axes = tuple(rec.p["axes"])
+    return np.broadcast_to(np.bitwise_or.reduce(b, axis=axes, keepdims=True), b.shape)
+
+
+def _softmax_rules(kind):
+    return dict(forward=_softmax_forward(kind), vjp=_softmax_vjp(kind),
+                jvp=_softmax_jvp(kind), second=_softmax_second(kind),
+                shape=_softmax_shape(kind),
+                saved=("softmax", {"axes": "axes", "keepdims": "bool"}))
+
 
 declare(Primitive(
     "logsumexp", _math.logsumexp, "nonlinear", public="logsumexp", dual=_dc.logsumexp,
+    **_softmax_rules("logsumexp"),
     tests=(_row((4,)), _row((5, 4), axis=1), _row((5, 4), axis=0, keepdims=True)),
     sparsity="reduce"))
 declare(Primitive(
     "softmax", _array_math.softmax, "nonlinear", public="softmax", dual=_dc.softmax,
-    tests=(_row((4,)), _row((5, 4), axis=0)),
-    sparsity=_softmax_sparsity))
+    **_softmax_rules("softmax"),
+    tests=(_row((4,)), _row((5, 4), axis=0)), sparsity=_softmax_sparsity))
 declare(Primitive(
     "log_softmax", _array_math.log_softmax, "nonlinear", public="log_softmax",
     dual=_dc.log_softmax, tests=(_row((4,)), _row((5, 4), axis=0)),
-    sparsity=_softmax_sparsity))
+    **_softmax_rules("log_softmax"), sparsity=_softmax_sparsity))
 
 # ----------------------------------------------------------------------------------
 # Contractions
@@ -419,6 +685,8 @@ declare(Primitive(
 declare(Primitive(
     "reshape", _tape.reshape, "linear", numpy=(np.reshape,), methods=("reshape",),
     public="reshape", parse=_reshape_parse, dual=_dc.reshape, record=_reshape_record,
+    forward=_reshape_forward, vjp=_reshape_vjp, jvp=_reshape_jvp, shape=_reshape_shape,
+    saved=("layout", {"arg": "shape"}),
     tests=(_row((3, 4), shape=(4, 3)), _row((5, 4), shape=(2, -1)),
            _row((6,), shape=(2, 3))),
     sparsity="by_index"))
@@ -426,6 +694,8 @@ declare(Primitive(
     "transpose", _tape.transpose, "linear", numpy=(np.transpose,),
     methods=("transpose", "T"), public="transpose", parse=_transpose_parse,
     dual=_dc.transpose, record=_transpose_record,
+    forward=_transpose_forward, vjp=_transpose_vjp, jvp=_transpose_jvp,
+    shape=_transpose_shape, saved=("layout", {"arg": "shape"}),
     tests=(_row((3, 4)), _row((2, 3, 4), axes=(1, 2, 0)), _row((5, 4))),
     sparsity="by_index"))
 declare(Primitive(

@@ -13,8 +13,17 @@ A record of one of the built-in kinds (fastad._arrays) is saved as a JSON object
         reduce / softmax "axes" (sorted) and "keepdims"; layout "arg" (the new shape,
         or the axes permutation)}
 
-The kind is looked up in _KINDS, a fixed table of the built-in record classes (the
-array-primitive registry will take its place); nothing read from a file is imported,
+Records of primitives declared with rules (fastad._generic.GenericRecord) are saved
+by their entry's `saved` form: its kind and the fields of its params, each with a
+codec of _CODECS; a user's primitive (fd.custom_vjp / fd.custom_jvp) as
+
+    {"kind": "custom", "op": its name, ...the common fields}
+
+resolved on reading only in fd.load's primitives= list (its operands are data, its
+rules are the function the caller passes).
+
+The kind is looked up in _KINDS, a fixed table of the built-in record kinds; nothing
+read from a file is imported,
 called or looked up as an attribute.  decode() checks every field before building
 the record: types, ranges, each input's slot block inside the tape and before the
 record's own block, constants inside the constants section, the op known with the
@@ -24,7 +33,7 @@ keeps a crafted file from reading or writing outside the tape.
 """
 import numpy as np
 
-from fastad import _arrays
+from fastad import _arrays, _generic, _registry
 from fastad._tape import OP_INFO
 
 # Dimensions of one saved array (NumPy's own limit is 64).
@@ -58,7 +67,11 @@ def encode(rec, consts, n_consts):
     """(JSON-able dict of rec, elements appended to `consts`); `n_consts` elements
     are already in the constants section.  Malformed for a record of no built-in
     kind (it has no saved form)."""
-    kind = _KIND_OF.get(type(rec))
+    prim = getattr(rec, "prim", None)
+    if prim is not None:
+        kind = "custom" if prim.kind == "custom" else (prim.saved or (None,))[0]
+    else:
+        kind = _KIND_OF.get(type(rec))
     if kind is None:
         raise Malformed("the array operation %r (%s) has no saved form"
                         % (getattr(rec, "name", "?"), type(rec).__name__))
@@ -81,27 +94,24 @@ def encode(rec, consts, n_consts):
         added += arr.size
     obj = {"kind": kind, "op": rec.name, "base": int(rec.base), "size": int(rec.size),
            "out_shape": [int(d) for d in rec.out_shape], "inputs": inputs}
-    if kind == "elementwise":
+    if prim is not None and kind != "custom":
+        for field, codec in prim.saved[1].items():
+            obj[field] = _CODECS[codec][0](rec.p[field])
+    elif kind == "elementwise":
         obj["op"] = _ELEMENTWISE_NAME[rec.op]
     elif kind == "einsum":
         obj["ins"] = list(rec.ins)
         obj["out"] = rec.out_sub
-    elif kind in ("reduce", "softmax"):
-        obj["op"] = rec.kind
-        obj["axes"] = [int(a) for a in rec.axes]
-        obj["keepdims"] = bool(rec.keepdims)
-    elif kind == "layout":
-        obj["op"] = rec.kind
-        obj["arg"] = [int(a) for a in rec.arg]
     return obj, added
 
 
 # ----------------------------------------------------------------------------------
 # Reading
 
-def decode(obj, n_slots, val, consts):
+def decode(obj, n_slots, val, consts, primitives=None):
     """The record saved as `obj`, for a tape of n_slots slots whose values are `val`
-    (float64) and the file's constants `consts` (float64); Malformed otherwise."""
+    (float64) and the file's constants `consts` (float64); Malformed otherwise.
+    `primitives`: {name: Primitive} of the user's primitives the file may name."""
     if type(obj) is not dict:
         raise Malformed("a record must be a JSON object")
     kind = obj.get("kind")
@@ -152,7 +162,13 @@ def decode(obj, n_slots, val, consts):
                                                           else "C"))
         slots.append(s)
         shapes.append(shape)
-    rec = cls.__new__(cls)
+    if kind == "custom":
+        prim = (primitives or {}).get(op)
+        if prim is None:
+            raise UnknownKind(op)
+        rec = _generic.new_record(prim, {})
+    else:
+        rec = cls.__new__(cls)
     rec.name = op
     rec.base = base
     rec.size = size
@@ -161,6 +177,8 @@ def decode(obj, n_slots, val, consts):
     rec.values = values
     rec.out = None          # the load-time replay at the trace point computes it
     expected = check(rec, obj)
+    if isinstance(rec, _generic.GenericRecord):
+        rec.needs = sum(1 << i for i, s in enumerate(slots) if s >= 0)
     if expected != out_shape:
         raise Malformed("%s of shapes %s gives shape %s, not out_shape %s"
                         % (op, tuple(shapes), expected, out_shape))
@@ -206,12 +224,6 @@ def _keepdims(v):
     if type(v) is not bool:
         raise Malformed("keepdims must be true or false, got %.40r" % (v,))
     return v
-
-
-def _reduced(shape, axes, keepdims):
-    if keepdims:
-        return tuple(1 if i in axes else d for i, d in enumerate(shape))
-    return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
 def _check_elementwise(rec, obj):
@@ -276,47 +288,43 @@ def _check_einsum(rec, obj):
     return tuple(sizes[c] for c in out)
 
 
-def _check_reduce(rec, obj):
-    if rec.name not in ("sum", "mean", "max", "min"):
-        raise Malformed("reduction %.40r is not sum, mean, max or min" % rec.name)
-    shape = _single_var_input(rec)
-    rec.kind = rec.name
-    rec.axes = _axes(obj["axes"], len(shape))
-    rec.keepdims = _keepdims(obj["keepdims"])
-    if rec.name in ("max", "min") and any(shape[a] == 0 for a in rec.axes):
-        raise Malformed("%s over an empty axis" % rec.name)
-    return _reduced(shape, rec.axes, rec.keepdims)
+def _check_saved(kind, ops):
+    """The check of a kind saved by registry entries (`saved` = (kind, fields)):
+    one of `ops`, one Var input, each field through its codec, the params
+    accepted by the entry's shape rule (which gives the output shape)."""
+    def check(rec, obj):
+        if rec.name not in ops:
+            raise Malformed("%s op %.40r is not one of %s" % (kind, rec.name, ", ".join(ops)))
+        prim = _registry.REGISTRY[rec.name]
+        shape = _single_var_input(rec)
+        p = {field: _CODECS[codec][1](obj[field], field, len(shape))
+             for field, codec in prim.saved[1].items()}
+        rec.prim, rec.p, rec.res = prim, p, None
+        try:
+            return tuple(prim.shape(rec.shapes, p))
+        except ValueError as e:
+            raise Malformed(str(e)) from None
+    return check
 
 
-def _check_softmax(rec, obj):
-    if rec.name not in ("softmax", "log_softmax", "logsumexp"):
-        raise Malformed("%.40r is not softmax, log_softmax or logsumexp" % rec.name)
-    shape = _single_var_input(rec)
-    rec.kind = rec.name
-    rec.axes = _axes(obj["axes"], len(shape))
-    rec.keepdims = _keepdims(obj["keepdims"])
-    if any(shape[a] == 0 for a in rec.axes):
-        raise Malformed("%s over an empty axis" % rec.name)
-    if rec.name == "logsumexp":
-        return _reduced(shape, rec.axes, rec.keepdims)
-    return shape
+def _check_custom(rec, obj):
+    # the user's primitive has no shape rule: its output shape is what its function
+    # gives, checked by the load-time replay at the trace point
+    return tuple(obj["out_shape"])
 
 
-def _check_layout(rec, obj):
-    if rec.name not in ("reshape", "transpose"):
-        raise Malformed("layout op %.40r is not reshape or transpose" % rec.name)
-    shape = _single_var_input(rec)
-    arg = _shape(obj["arg"], "arg")
-    rec.kind = rec.name
-    rec.arg = arg
-    if rec.name == "reshape":
-        if _prod(arg) != _prod(shape):
-            raise Malformed("reshape of %s to %s changes the size" % (shape, arg))
-        return arg
-    if sorted(arg) != list(range(len(shape))):
-        raise Malformed("transpose axes %s are not a permutation of %d axes"
-                        % (arg, len(shape)))
-    return tuple(shape[a] for a in arg)
+# the saved forms of params: codec name -> (encode, decode(json, field, ndim))
+_CODECS = {
+    "axes": (lambda v: [int(a) for a in v], lambda v, f, ndim: _axes(v, ndim)),
+    "bool": (bool, lambda v, f, ndim: _keepdims(v) if f == "keepdims" else _bool(v, f)),
+    "shape": (lambda v: [int(a) for a in v], lambda v, f, ndim: _shape(v, f)),
+}
+
+
+def _bool(v, what):
+    if type(v) is not bool:
+        raise Malformed("%s must be true or false, got %.40r" % (what, v))
+    return v
 
 
 # kind -> (record class, its fields beyond the common ones, the check that sets its
@@ -325,8 +333,13 @@ _KINDS = {
     "elementwise": (_arrays.ElementwiseRecord, (), _check_elementwise),
     "matmul": (_arrays.MatmulRecord, (), _check_matmul),
     "einsum": (_arrays.EinsumRecord, ("ins", "out"), _check_einsum),
-    "reduce": (_arrays.ReduceRecord, ("axes", "keepdims"), _check_reduce),
-    "softmax": (_arrays.SoftmaxRecord, ("axes", "keepdims"), _check_softmax),
-    "layout": (_arrays.LayoutRecord, ("arg",), _check_layout),
+    "reduce": (_generic.GenericRecord, ("axes", "keepdims"),
+               _check_saved("reduce", ("sum", "mean", "max", "min"))),
+    "softmax": (_generic.GenericRecord, ("axes", "keepdims"),
+                _check_saved("softmax", ("softmax", "log_softmax", "logsumexp"))),
+    "layout": (_generic.GenericRecord, ("arg",),
+               _check_saved("layout", ("reshape", "transpose"))),
+    "custom": (_generic.GenericRecord, (), _check_custom),
 }
-_KIND_OF = {cls: kind for kind, (cls, _, _) in _KINDS.items()}
+_KIND_OF = {cls: kind for kind, (cls, _, _) in _KINDS.items()
+            if cls is not _generic.GenericRecord}

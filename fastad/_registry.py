@@ -32,6 +32,7 @@ import numpy as np
 #   front_end         lowered to other entries (clip, dot, inner, squeeze, ...)
 #   comparison        a boolean result, recorded as guards (np.less, ...)
 #   query             a property of the operand, no derivative (np.shape, ...)
+#   custom            a user's fd.custom_vjp / fd.custom_jvp (never in REGISTRY)
 # What `sparsity` says (docs/design/array-registry.md section 4.7):
 #   elementwise  output element o depends on the operands' elements broadcast to o
 #   by_index     the record's forward run on integer index arrays says which operand
@@ -42,7 +43,7 @@ import numpy as np
 SPARSITY_RULES = ("elementwise", "by_index", "reduce", "dense")
 
 KINDS = ("elementwise", "linear", "multilinear", "piecewise_linear", "nonlinear",
-         "front_end", "comparison", "query")
+         "front_end", "comparison", "query", "custom")
 
 
 class Primitive:
@@ -69,17 +70,36 @@ class Primitive:
         "sparsity",  # how a record's output elements depend on its operands' (the
                      # patterns of fastad._sparse_plan): one of SPARSITY_RULES, or a
                      # callable rule(record, operand_bits) -> output bits
+        # -- the rules (docs/design/array-registry.md 2.1), read by the one generic
+        #    record class (fastad._generic.GenericRecord).  Directions ride on a
+        #    leading axis: T, G and Gd are (k,) + shape, so one rule serves reverse
+        #    mode (k = 1), tangents and block sweeps alike.
+        "forward",   # (values, p) -> (out, res): the value kernel, also the replay
+        "vjp",       # (values, out, res, G, p, needs) -> one (k,)+in_shape or None per operand
+        "jvp",       # (values, out, res, T, p) -> (k,)+out_shape; T[i] (k,)+in_shape or None
+        "second",    # (values, out, res, T, g, Gd, p, needs) -> per operand
+                     #   J^T Gd + d/de[J(x + eT)^T g]; None: from kind (linear: vjp(Gd))
+        "differentiable_rules",  # the rules may be called on Vars (custom primitives)
+        "shape",     # (in_shapes, p) -> out_shape; ValueError naming what is wrong
+        "saved",     # (kind, {field: codec}): the record's data-only saved form
+                     #   (fastad._record_codec), or None: it has none
     )
 
     def __init__(self, name, impl, kind, numpy=(), methods=(), public=None, parse=None,
                  op=-1, dual=None, reduce=None, record=None, tests=(),
-                 sparsity="dense"):
+                 sparsity="dense",
+                 forward=None, vjp=None, jvp=None, second=None,
+                 differentiable_rules=False, shape=None, saved=None):
         for field, value in (("name", name), ("impl", impl), ("kind", kind),
                              ("numpy", tuple(numpy)), ("methods", tuple(methods)),
                              ("public", public), ("parse", parse), ("op", op),
                              ("dual", dual), ("reduce", reduce), ("record", record),
                              ("tests", tuple(tests)),
-                             ("sparsity", sparsity)):
+                             ("sparsity", sparsity),
+                             ("forward", forward), ("vjp", vjp), ("jvp", jvp),
+                             ("second", second),
+                             ("differentiable_rules", bool(differentiable_rules)),
+                             ("shape", shape), ("saved", saved)):
             object.__setattr__(self, field, value)
 
     def __setattr__(self, field, value):
@@ -104,6 +124,9 @@ PUBLIC: dict = {}         # fd.<name> -> the public function
 
 def declare(prim):
     """Add `prim` to the registry; ValueError when anything it claims is taken."""
+    if prim.kind == "custom":
+        raise ValueError("primitive %r: custom primitives are not added to the "
+                         "registry (user code never changes fastad's tables)" % prim.name)
     if prim.kind not in KINDS:
         raise ValueError("primitive %r: unknown kind %r" % (prim.name, prim.kind))
     if prim.name in REGISTRY:
@@ -114,6 +137,12 @@ def declare(prim):
     if prim.sparsity not in SPARSITY_RULES and not callable(prim.sparsity):
         raise ValueError("primitive %r: unknown sparsity rule %r"
                          % (prim.name, prim.sparsity))
+    if prim.forward is not None and prim.vjp is None:
+        raise ValueError("primitive %r has a forward rule but no vjp rule" % prim.name)
+    if prim.forward is not None and prim.second is None and \
+            prim.kind not in ("linear", "piecewise_linear"):
+        raise ValueError("primitive %r (%s) needs a second-order rule"
+                         % (prim.name, prim.kind))
     if prim.numpy and prim.parse is None:
         raise ValueError("primitive %r answers to NumPy callables but has no parse"
                          % prim.name)

@@ -330,6 +330,9 @@ cdef object _zeros(str tag, tuple shape):
     store = getattr(_buffers, "store", None)
     if store is None:
         store = _buffers.store = {}
+    # one set of buffers per nesting level: a record's rules may run a sweep of an
+    # inner tape (a custom primitive's second-order rule) in the middle of this one
+    tag = tag + str(getattr(_buffers, "depth", 0))
     buf = store.get(tag)
     # reallocated when too small, and when a past peak (over 16 MB) is 8x this need
     if buf is None or buf.size < need or (buf.size > (1 << 21) and buf.size > 8 * need):
@@ -352,11 +355,14 @@ def _holds_tape(fn):
     between C stretches): meanwhile reset() and any growth of the tape raise
     TapeError instead of moving the arrays under the sweep."""
     def wrapped(Tape tape, *args, **kwargs):
+        depth = getattr(_buffers, "depth", 0)
         tape.sweeping += 1
+        _buffers.depth = depth + 1
         try:
             return fn(tape, *args, **kwargs)
         finally:
             tape.sweeping -= 1
+            _buffers.depth = depth
     wrapped.__name__ = fn.__name__
     wrapped.__doc__ = fn.__doc__
     return wrapped

@@ -73,12 +73,32 @@ class SparseInfo:
 # Patterns
 
 def _rule(rec):
-    """The sparsity rule and Primitive of an array record."""
-    op = getattr(rec, "op", -1)
-    prim = _registry.BY_OP.get(op) if op >= 0 else _registry.REGISTRY.get(rec.name)
+    """The sparsity rule and Primitive of an array record: a record driven by its
+    primitive's rules (fastad._generic) carries it; a user's custom primitive has
+    the default, dense."""
+    prim = getattr(rec, "prim", None)
+    if prim is None:
+        op = getattr(rec, "op", -1)
+        prim = _registry.BY_OP.get(op) if op >= 0 else _registry.REGISTRY.get(rec.name)
     if prim is None:
         return "dense", None
     return prim.sparsity, prim
+
+
+def param(rec, name):
+    """A record's parameter: a generic record's p[name], another record's attribute
+    (the reductions' axes and keepdims)."""
+    p = getattr(rec, "p", None)
+    return p[name] if p is not None else getattr(rec, name)
+
+
+def _forward_of(rec, values):
+    """The record's value kernel on other values (index arrays), leaving the record
+    as it was (a generic record's _compute also keeps the residuals)."""
+    prim = getattr(rec, "prim", None)
+    if prim is not None and prim.forward is not None:
+        return prim.forward(values, rec.p)[0]
+    return rec._compute(values)
 
 
 def _operand_bits(rec, bits, w):
@@ -105,8 +125,8 @@ def _record_bits(rec, bits, w):
         for x in ins:
             out |= np.broadcast_to(x, out_shape)
     elif rule == "reduce":
-        out = np.bitwise_or.reduce(ins[0], axis=tuple(rec.axes),
-                                   keepdims=bool(rec.keepdims))
+        out = np.bitwise_or.reduce(ins[0], axis=tuple(param(rec, "axes")),
+                                   keepdims=bool(param(rec, "keepdims")))
     elif rule == "by_index":
         # the record's own forward, run on the operands' element numbers: each
         # output element is the number of the operand element it is.  A constant
@@ -124,7 +144,7 @@ def _record_bits(rec, bits, w):
             else:
                 idx.append(np.full(x.shape[:-1], zero_row))
             off += size
-        where = np.asarray(rec._compute(idx))
+        where = np.asarray(_forward_of(rec, idx))
         out = np.concatenate(flat)[where.reshape(-1)]
     elif callable(rule):
         out = rule(rec, ins)

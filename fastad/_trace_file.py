@@ -499,7 +499,13 @@ def _read(reader, source, primitives):
     x_at = slots[3][1:1 + n_in].copy()
     p_at = slots[3][1 + n_in:1 + n_in + n_param].copy()
     path.point = (x_at, p_at)
-    if rp.replay(x_at, p_at) >= 0:
+    try:
+        failed = rp.replay(x_at, p_at)
+    except (ValueError, TypeError, ArithmeticError) as e:
+        # a record's kernel refused its saved operands: a user's primitive (from
+        # primitives=) giving another output shape than was saved, say
+        raise _Bad("replaying at the recorded point failed: %s" % e) from None
+    if failed >= 0:
         raise _Bad("the recorded guards do not hold at the recorded point: the file is "
                    "inconsistent")
     return path, xspec, pspec, params, retrace, name, x_at
@@ -572,14 +578,22 @@ def _read_records(buf, n, val, consts, primitives):
         raise _Bad("the array records must be a JSON list")
     records = []
     copied = 0
+    # the user's primitives (fd.custom_vjp / fd.custom_jvp), by name: nothing else
+    # named in a file is ever called
+    custom = {name: getattr(f, "primitive", None) for name, f in primitives.items()}
+    custom = {name: prim for name, prim in custom.items() if prim is not None}
     for i, obj in enumerate(objs):
         try:
-            rec = _record_codec.decode(obj, n, val, consts)
+            rec = _record_codec.decode(obj, n, val, consts, custom)
         except _record_codec.UnknownKind as e:
             if e.kind in primitives:
                 raise _Bad("array record %d is the user-defined primitive %.60r, which "
-                           "this version of fastad cannot rebuild from a file"
-                           % (i, e.kind)) from None
+                           "has no rules yet (define them with defvjp / defjvp before "
+                           "fd.load)" % (i, e.kind)) from None
+            if obj.get("kind") == "custom":
+                raise _Bad("array record %d is the user-defined primitive %.60r, which "
+                           "is not in fd.load(path, primitives=[...])" % (i, e.kind)) \
+                    from None
             raise _Bad("array record %d is of kind %.60r, which is not one of fastad's "
                        "array operations; if it is a user-defined primitive, pass it in "
                        "fd.load(path, primitives=[...])" % (i, e.kind)) from None

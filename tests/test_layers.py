@@ -58,14 +58,17 @@ LAYERS = [
     # _dual still imports _tape (Var checks, the op table, int conversion), so they
     # sit above it until that import goes.
     {"_dual"},
-    # array records
+    # array records, and the one record class driven by a primitive's rules
     {"_arrays"},
+    {"_generic"},
     # sweeps over finished tapes, replay, the scratch-tape pool
     {"_second", "_replay", "_scratch", "_optimize"},
     # sparsity kernels: dependency bit sets over the tape, graph colorings
     {"_sparsity", "_coloring"},
     # array functions on top of records and slots, and their declarations
     {"_array_math", "_math", "_dual_collections", "_prims"},
+    # user-defined primitives (fd.custom_vjp / fd.custom_jvp): their rules run sweeps
+    {"_custom"},
     # tracing and the trace file format (spec < file format < _trace: no cycle), and
     # the Dask mapping of batches (_trace imports it; it imports only the file format)
     {"_trace_spec", "_record_codec", "_trace_file", "_compile", "_sparse_plan", "_trace",

@@ -41,7 +41,7 @@ NOT_ARRAY_FUNCTIONS = {
     "jvp", "vjp", "jacobian", "hessian", "hvp", "derivative", "optim", "nn",
     "minimize", "trace", "load",
     "jacobian_sparsity", "sparse_jacobian", "hessian_sparsity", "sparse_hessian",
-    "least_squares",
+    "least_squares", "custom_vjp", "custom_jvp",
 }
 
 # entries with no form over Duals (fd.* does not export them, or Dual arithmetic
@@ -412,3 +412,106 @@ def test_forward_and_reverse_agree_on_random_projections(name, k):
         lhs = float(np.sum(u * np.asarray(jv)))
         rhs = float(np.dot(_flat(jtu), _flat(v)))
         assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-12)
+
+
+# ----------------------------------------------------------------------------------
+# Rules in the declaration (docs/design/array-registry.md 2.1): entries with rules
+# are recorded as one GenericRecord; their rules take k directions on a leading axis
+
+from fastad import _arrays, _generic  # noqa: E402
+
+RULED = sorted(name for name, p in REGISTRY.items() if p.forward is not None)
+RULE_CASES = [(name, k) for name in RULED for k in range(len(REGISTRY[name].tests))]
+RULE_IDS = ["%s-%d" % c for c in RULE_CASES]
+
+
+def _rule_params(name, shape, params):
+    """The params object of a rule call for a test row's NumPy-style params."""
+    if name in ("softmax", "log_softmax", "logsumexp", "sum", "mean", "max", "min"):
+        axis = params.get("axis", -1 if name in ("softmax", "log_softmax") else None)
+        return {"axes": fd._tape.normalize_axes(axis, len(shape), name),
+                "keepdims": bool(params.get("keepdims", False))}
+    if name == "reshape":
+        return {"arg": np.empty(shape).reshape(params["shape"]).shape}
+    if name == "transpose":
+        axes = params.get("axes") or tuple(range(len(shape)))[::-1]
+        return {"arg": tuple(axes)}
+    raise AssertionError("no params translation for %s" % name)
+
+
+def _rule_row(name, k):
+    prim = REGISTRY[name]
+    shapes, params, dom = prim.tests[k]
+    lo, hi = dom or (-1.0, 1.0)
+    rng = np.random.default_rng(k + 7)
+    x = rng.uniform(lo, hi, shapes[0])
+    p = _rule_params(name, x.shape, params)
+    out, res = prim.forward([x], p)
+    return prim, x, p, np.asarray(out), res, rng
+
+
+def test_ruled_entries_include_the_ported_families():
+    assert {"softmax", "log_softmax", "logsumexp", "reshape", "transpose", "sum", "mean",
+            "max", "min"} <= set(RULED)
+    for gone in ("SoftmaxRecord", "LayoutRecord", "softmax_like", "ReduceRecord",
+                 "large_reduce", "reduce"):
+        assert not hasattr(_arrays, gone)
+
+
+@pytest.mark.parametrize("name,k", RULE_CASES, ids=RULE_IDS)
+def test_rules_take_k_directions_on_a_leading_axis(name, k):
+    prim, x, p, out, res, rng = _rule_row(name, k)
+    kdir = 3
+    T = rng.uniform(-1, 1, (kdir,) + x.shape)
+    G = rng.uniform(-1, 1, (kdir,) + out.shape)
+    g = rng.uniform(-1, 1, out.shape)
+    block_t = prim.jvp([x], out, res, [T], p)
+    block_v = prim.vjp([x], out, res, G, p, 1)[0]
+    assert block_t.shape == (kdir,) + out.shape
+    for j in range(kdir):
+        np.testing.assert_allclose(block_t[j], prim.jvp([x], out, res, [T[j:j + 1]], p)[0],
+                                   rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(np.broadcast_to(block_v[j], x.shape),
+                                   np.broadcast_to(prim.vjp([x], out, res, G[j:j + 1], p,
+                                                            1)[0][0], x.shape),
+                                   rtol=1e-14, atol=1e-15)
+        # <G_j, J T_j> = <J^T G_j, T_j>
+        assert np.sum(G[j] * block_t[j]) == pytest.approx(
+            np.sum(np.broadcast_to(block_v[j], x.shape) * T[j]), rel=1e-12, abs=1e-14)
+    if prim.second is not None:
+        block_s = prim.second([x], out, res, [T], g, G, p, 1)[0]
+        for j in range(kdir):
+            single = prim.second([x], out, res, [T[j:j + 1]], g, G[j:j + 1], p, 1)[0][0]
+            np.testing.assert_allclose(block_s[j], single, rtol=1e-13, atol=1e-15)
+            # second = J^T Gd + d/de J(x + e T)^T g: against central differences
+            eps = 1e-6
+
+            def vjp_at(z):
+                o, r = prim.forward([z], p)
+                return np.broadcast_to(prim.vjp([z], np.asarray(o), r, g[None], p, 1)[0][0],
+                                       x.shape)
+            fd_curv = (vjp_at(x + eps * T[j]) - vjp_at(x - eps * T[j])) / (2 * eps)
+            expected = np.broadcast_to(block_v[j], x.shape) + fd_curv
+            np.testing.assert_allclose(block_s[j], expected, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp", "reshape",
+                                  "transpose", "sum", "mean", "max", "min"])
+def test_large_arrays_record_one_generic_record_replayed_bit_for_bit(name):
+    x = np.random.default_rng(3).uniform(-2, 2, (6, 5))
+    call = {"reshape": lambda v: fd.reshape(v, (5, 6)),
+            "transpose": lambda v: fd.transpose(v),
+            "sum": lambda v: fd.sum(v, axis=1), "mean": lambda v: fd.mean(v, axis=0),
+            "max": lambda v: np.max(v, axis=1), "min": lambda v: np.min(v)}.get(
+        name, lambda v: getattr(fd, name)(v))
+    w = np.random.default_rng(4).uniform(-1, 1, np.shape(call(x)))
+
+    def f(v):
+        return fd.sum(fd.sin(call(v)) * w)
+    tf = fd.trace(f, x)
+    recs = [r for r in tf._tape.records if isinstance(r, _generic.GenericRecord)]
+    # the op itself, then the final fd.sum (a record too from 16 elements up)
+    assert [r.prim.name for r in recs][0] == name
+    for z in (x, x * 1.7 - 0.3):
+        assert tf(z) == fd.value_and_grad(f)(z)[0]
+        np.testing.assert_array_equal(tf.grad(z), fd.grad(f)(z))

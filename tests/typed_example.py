@@ -344,6 +344,34 @@ def traced() -> None:
     assert issubclass(fd.CompileError, fd.FastADError)
 
 
+# ----------------------------------------------------------------------------------
+# 10. Your own primitives
+
+def custom_primitives() -> None:
+    @fd.custom_vjp
+    def softplus(x: Any) -> Any:
+        return np.log1p(np.exp(x))
+
+    def softplus_fwd(x: Any) -> tuple[Any, Any]:
+        return softplus(x), x
+
+    def softplus_bwd(x: Any, g: Any) -> tuple[Any]:
+        return (g / (1.0 + np.exp(-x)),)
+    softplus.defvjp(softplus_fwd, softplus_bwd)
+    x = vec(0.5, -0.3, 0.8)
+    g = f64(fd.grad(lambda t: fd.sum(softplus(t)))(x))
+    assert np.allclose(g, 1.0 / (1.0 + np.exp(-x)))
+
+    @fd.custom_jvp
+    def cube(t: Any) -> Any:
+        return t ** 3
+
+    @cube.defjvp
+    def cube_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+        return cube(primals[0]), 3.0 * primals[0] ** 2 * tangents[0]
+    assert fd.derivative(cube)(2.0) == 12.0
+
+
 def rosenbrock_value(x: Array) -> float:
     return float(np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2))
 
@@ -402,6 +430,7 @@ def main() -> None:
     plain_math()
     training()
     traced()
+    custom_primitives()
     debugging()
     sparse()
     print("typed_example: all checks passed (fastad %s)" % fd.__version__)
