@@ -462,10 +462,13 @@ cdef class Tape:
         doubling), the adjoint buffer included."""
         return self.cap * SLOT_BYTES + self.adj_cap * sizeof(double)
 
-    def gradient(self, target, sources):
+    def gradient(self, target, sources, create_graph=False):
         """The gradient of the scalar Var ``target`` with respect to ``sources``.
 
         One reverse sweep over the tape, in C (without the GIL for long tapes).
+        With ``create_graph=True`` the sweep is itself recorded on this tape
+        (PyTorch's convention): the gradient comes back as Vars of this tape,
+        which can be differentiated again, to any order.
 
         Parameters
         ----------
@@ -493,6 +496,11 @@ cdef class Tape:
         if type(target) is not Var:
             raise TypeError("tape.gradient: target must be a Var, got %s"
                             % type(target).__name__)
+        if create_graph is not False:
+            if create_graph is not True:
+                raise TypeError("tape.gradient: create_graph must be True or False, "
+                                "got %r" % (create_graph,))
+            return graph_gradient(self, <Var>target, sources, "tape.gradient")
         # Held from before the Vars are checked until the adjoints are read: a
         # reset() in between (another thread) would make the checks stale.
         self.sweeping += 1
@@ -716,6 +724,259 @@ cdef object _read_adjoint(double *adj, Var s, Py_ssize_t hi):
         if s.slot + k <= hi:
             o[k] = adj[s.slot + k]
     return out.reshape(s.shape_)
+
+
+# ----------------------------------------------------------------------------------
+# The create-graph sweep (docs/design/nesting.md, 1.2): the reverse sweep recorded
+# on the tape itself, so that its result can be differentiated again.
+#
+# A PV is a value of a recorded partial: a slot of the tape (s >= 0, c its value)
+# or a constant (s == -1, value c).  pv_un / pv_bin fold constants through fad_eval
+# and push slots otherwise, so each value rounds exactly like the op table's C
+# partial it stands for.  The recordable partials themselves are generated from the
+# table's rows (tools/gen_ops.py -> _partials.pxi).
+
+ctypedef struct PV:
+    int32_t s
+    double c
+
+
+cdef inline PV pv_c(double c) noexcept:
+    cdef PV out
+    out.s = -1
+    out.c = c
+    return out
+
+
+cdef inline double pv_v(Tape t, PV x) noexcept:
+    return x.c if x.s < 0 else t.val[x.s]
+
+
+cdef PV pv_un(Tape t, int op, PV x) except *:
+    cdef double dx, dy, r
+    cdef PV out
+    if x.s < 0:
+        out.s = -1
+        out.c = fad_eval(op, x.c, 0.0, &dx, &dy)
+        return out
+    r = fad_eval(op, t.val[x.s], 0.0, &dx, &dy)
+    if _debug_nans:
+        _check_nan(op, r, t.val[x.s], 0.0)
+    out.s = <int32_t>t.push(op, x.s, 0, r, dx, 0.0)
+    out.c = r
+    return out
+
+
+cdef PV pv_bin(Tape t, int op, PV x, PV y) except *:
+    """op(x, y) for a binary row's code op: its C1 form when y is a constant, its C0
+    form when x is, the binary op for two slots (as binary_op records)."""
+    cdef double dx, dy, r, vx, vy
+    cdef PV out
+    if x.s < 0 and y.s < 0:
+        out.s = -1
+        out.c = fad_eval(op, x.c, y.c, &dx, &dy)
+        return out
+    if y.s < 0:
+        vx = t.val[x.s]
+        r = fad_eval(op + 1, vx, y.c, &dx, &dy)
+        if _debug_nans:
+            _check_nan(op, r, vx, y.c)
+        out.s = <int32_t>t.push(op + 1, x.s, 0, r, dx, y.c)
+    elif x.s < 0:
+        vy = t.val[y.s]
+        r = fad_eval(op + 2, vy, x.c, &dx, &dy)
+        if _debug_nans:
+            _check_nan(op, r, x.c, vy)
+        out.s = <int32_t>t.push(op + 2, y.s, 0, r, dx, x.c)
+    else:
+        vx = t.val[x.s]
+        vy = t.val[y.s]
+        r = fad_eval(op, vx, vy, &dx, &dy)
+        if _debug_nans:
+            _check_nan(op, r, vx, vy)
+        out.s = <int32_t>t.push(op, x.s, y.s, r, dx, dy)
+    out.c = r
+    return out
+
+
+_CMP_KIND = ("<", "<=", "==", "!=", ">", ">=")
+_CMP_MIRROR = (4, 5, 2, 3, 0, 1)
+
+
+cdef int pv_cmp(Tape t, PV x, int code, PV y, str helper) except -1:
+    """Whether `x <code> y` holds (1 or 0), for a branch of a recordable partial;
+    a comparison involving a slot is recorded as a guard, so a replay (fd.trace)
+    at a point on the other side of the branch records afresh."""
+    cdef double vx = pv_v(t, x), vy = pv_v(t, y)
+    cdef bint out = _compare_values(vx, vy, code)
+    if x.s < 0 and y.s < 0:
+        return out
+    if x.s < 0:                      # guards compare a slot with a slot or constant
+        x, y = y, x
+        code = _CMP_MIRROR[code]
+    t.guards.append((_CMP_KIND[code], int(x.s), int(y.s) if y.s >= 0 else -1,
+                     y.c if y.s < 0 else 0.0, bool(out),
+                     ("<the recorded partial %s (create_graph)>" % helper, 0)))
+    return out
+
+
+ctypedef PV (*partial_fn)(Tape, PV, PV, PV) except *
+
+include "_partials.pxi"
+
+
+cdef inline PV pv_s(Tape t, int32_t s) noexcept:
+    cdef PV out
+    out.s = s
+    out.c = t.val[s]
+    return out
+
+
+cdef int _accumulate(Tape t, int32_t *A, Py_ssize_t lo, int32_t s, PV p,
+                     int32_t g) except -1:
+    """A[s] += p * g, recorded (A holds slots, -1 for a structural zero)."""
+    cdef PV contrib, gv
+    if s < lo:
+        return 0                     # below the mark: another level's slot
+    if p.s < 0:
+        if p.c == 0.0:
+            return 0
+        if p.c == 1.0:
+            contrib.s = g
+        elif p.c == -1.0:
+            contrib = pv_un(t, FAD_NEG, pv_s(t, g))
+        else:
+            contrib = pv_bin(t, FAD_MUL, pv_s(t, g), p)
+    else:
+        contrib = pv_bin(t, FAD_MUL, p, pv_s(t, g))
+    if A[s - lo] < 0:
+        A[s - lo] = contrib.s
+    else:
+        A[s - lo] = pv_bin(t, FAD_ADD, pv_s(t, A[s - lo]), pv_s(t, contrib.s)).s
+    return 0
+
+
+cdef object _record_name_at(Tape t, Py_ssize_t slot):
+    for rec in reversed(t.records):
+        if rec.base <= slot:
+            for attr in ("name", "prim"):
+                name = getattr(rec, attr, None)
+                if name is not None:
+                    return getattr(name, "name", name)
+            return type(rec).__name__
+    return "an array operation"
+
+
+cdef object graph_gradient(Tape t, Var tv, sources, str fname):
+    """tape.gradient(tv, sources, create_graph=True): the gradient as Vars of t.
+
+    The sweep runs from the target down to just above the lowest source (the mark
+    of a nested level); contributions to slots below it are dropped.  Adjoints are
+    slots (A), accumulated in the first-order sweep's order, so their values equal
+    tape.gradient's.
+    """
+    from fastad._pytree import tree_flatten, tree_unflatten
+    t.check_var(tv)
+    if tv.shape_ is not None:
+        raise ValueError("%s: target must be a scalar Var, got shape %s "
+                         "(reduce it first, e.g. fd.sum(y))" % (fname, tv.shape_))
+    leaves, treedef = tree_flatten(sources)
+    cdef Var s
+    cdef Py_ssize_t lo = tv.slot, top = tv.slot, i, k, m
+    for leaf in leaves:
+        if type(leaf) is not Var:
+            raise TypeError("%s: sources must be Vars, got %s"
+                            % (fname, type(leaf).__name__))
+        s = <Var>leaf
+        t.check_var(s)
+        if s.slot < lo:
+            lo = s.slot
+    cdef int32_t *A = <int32_t *>PyMem_Malloc((top - lo + 1) * sizeof(int32_t))
+    if A == NULL:
+        raise MemoryError("fastad: no memory for a create_graph sweep")
+    cdef int32_t g, sa
+    cdef int op, kind
+    cdef partial_fn pf
+    cdef PV pa, pb, pr
+    results = []
+    try:
+        for i in range(top - lo + 1):
+            A[i] = -1
+        A[top - lo] = <int32_t>t.push(FAD_CONST, 0, 0, 1.0, 0.0, 0.0)
+        for i in range(top, lo, -1):
+            g = A[i - lo]
+            if g < 0:
+                continue             # structurally zero (never skipped by value: a
+                                     # zero adjoint can have a non-zero derivative)
+            op = t.op[i]
+            kind = fad_op_kind[op] if op < FAD_NUM_SCALAR_OPS else FAD_KIND_LEAF
+            if kind == FAD_KIND_LEAF:
+                if op == FAD_BLOCK:
+                    raise TypeError(
+                        "%s: create_graph (and fd.grad of fd.grad) through the array "
+                        "operation %r is not supported yet; elementwise array code "
+                        "and scalar code nest to any order"
+                        % (fname, _record_name_at(t, i)))
+                continue
+            sa = t.arg_a[i]
+            pr = pv_s(t, <int32_t>i)
+            if kind == FAD_KIND_UNARY:
+                pf = _PD_A[op]
+                pa = pf(t, pv_s(t, sa), pv_c(0.0), pr)
+                _accumulate(t, A, lo, sa, pa, g)
+            elif kind == FAD_KIND_BINARY:
+                pf = _PD_A[op]
+                pa = pf(t, pv_s(t, sa), pv_s(t, t.arg_b[i]), pr)
+                pf = _PD_B[op]
+                pb = pf(t, pv_s(t, sa), pv_s(t, t.arg_b[i]), pr)
+                _accumulate(t, A, lo, sa, pa, g)
+                _accumulate(t, A, lo, t.arg_b[i], pb, g)
+            else:                    # x op c (C1) or c op x (C0): c is in db
+                pf = _PD_A[op]
+                if _is_c0(op):
+                    pa = pf(t, pv_c(t.db[i]), pv_s(t, sa), pr)
+                else:
+                    pa = pf(t, pv_s(t, sa), pv_c(t.db[i]), pr)
+                _accumulate(t, A, lo, sa, pa, g)
+        for leaf in leaves:
+            s = <Var>leaf
+            if s.shape_ is None:
+                results.append(_graph_adjoint(t, A, lo, top, s.slot))
+                continue
+            m = s.aval.size
+            slots = np.full(m, -1, dtype=np.int64)
+            for k in range(m):
+                if lo <= s.slot + k <= top:
+                    slots[k] = A[s.slot + k - lo]
+            results.append(copy_block(t, slots.reshape(s.shape_), 0.0))
+    finally:
+        PyMem_Free(A)
+    return tree_unflatten(treedef, results)
+
+
+cdef Var _graph_adjoint(Tape t, int32_t *A, Py_ssize_t lo, Py_ssize_t top,
+                        Py_ssize_t slot):
+    cdef int32_t a = A[slot - lo] if lo <= slot <= top else -1
+    if a < 0:
+        return new_var(t, t.push(FAD_CONST, 0, 0, 0.0, 0.0, 0.0), 0.0)
+    return new_var(t, a, t.val[a])
+
+
+def _graph_gradient(Tape t, Var target, sources, str fname):
+    """graph_gradient for the functional API's nested levels (fastad._nest)."""
+    return graph_gradient(t, target, sources, fname)
+
+
+def fresh_copy(Var v):
+    """A new slot (a block for an array) copying v: the mark of a nested level,
+    whose gradient is taken with respect to it alone."""
+    cdef Tape t = v.tape
+    t.check_var(v)
+    if v.shape_ is None:
+        return record1(FAD_COPY, v)
+    m = v.aval.size
+    return copy_block(t, np.arange(v.slot, v.slot + m, dtype=np.int64).reshape(v.shape_),
+                      0.0)
 
 
 # ----------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ LAYERS = [
     {"_arrays"},
     # sweeps over finished tapes, replay, the scratch-tape pool
     {"_second", "_replay", "_scratch"},
+    # nested transformations: an inner fd.grad records on the outer level's tape
+    {"_nest"},
     # array functions on top of records and slots, and their declarations
     {"_array_math", "_math", "_dual_collections", "_prims"},
     # tracing and the trace file format (spec < file format < _trace: no cycle)
@@ -102,7 +104,8 @@ def _imports():
         stem, ext = os.path.splitext(f)
         if ext not in (".py", ".pyx", ".pxd", ".pxi"):
             continue
-        owner = "_core" if f == "_op_codes.pxi" else "_tape" if f == "_ops.pxi" else stem
+        owner = ("_core" if f == "_op_codes.pxi" else
+                 "_tape" if f in ("_ops.pxi", "_partials.pxi") else stem)
         with open(os.path.join(PKG, f)) as fh:
             text = fh.read()
         edges = graph.setdefault(owner, set())
