@@ -856,15 +856,157 @@ cdef int _accumulate(Tape t, int32_t *A, Py_ssize_t lo, int32_t s, PV p,
     return 0
 
 
-cdef object _record_name_at(Tape t, Py_ssize_t slot):
+cdef object _record_at(Tape t, Py_ssize_t slot):
     for rec in reversed(t.records):
         if rec.base <= slot:
-            for attr in ("name", "prim"):
-                name = getattr(rec, attr, None)
-                if name is not None:
-                    return getattr(name, "name", name)
-            return type(rec).__name__
-    return "an array operation"
+            return rec
+    raise TapeError("fastad: a block slot without its array record")
+
+
+cdef Py_ssize_t _graph_record(Tape t, int32_t *A, Py_ssize_t lo, object rec,
+                              str fname) except -1:
+    """The create-graph sweep through one array record: elementwise records use
+    the op table's recordable partials element by element; sum / mean / max / min
+    and reshape / transpose are linear maps with index structure.  Other records
+    are a TypeError naming them (their NumPy rules are not recordable yet).
+    Returns the slot the sweep continues below (the record's base)."""
+    cls = type(rec).__name__
+    cdef Py_ssize_t base = rec.base, size = rec.size, k, m, e
+    cdef double count
+    cdef int32_t g, s0
+    cdef int op, kind, nin
+    cdef int mode[2]
+    cdef Py_ssize_t first[2]
+    cdef const long long[::1] i0 = None, i1 = None, dst
+    cdef const double[::1] c0 = None, c1 = None, weights = None
+    cdef partial_fn pf
+    cdef PV pa, pb, pr
+    mode[0] = mode[1] = 0
+    first[0] = first[1] = -1
+    if base <= lo:
+        raise TypeError("%s: create_graph from inside the output of the array "
+                        "operation %r is not supported yet" % (fname, rec.name))
+    out_shape = tuple(rec.out_shape)
+    if cls == "ElementwiseRecord":
+        op = rec.op
+        kind = fad_op_kind[op]
+        if kind not in (FAD_KIND_UNARY, FAD_KIND_BINARY):
+            raise TypeError("%s: create_graph through the array operation %r is not "
+                            "supported yet" % (fname, rec.name))
+        nin = 2 if kind == FAD_KIND_BINARY else 1
+        # per operand: its first slot (-1: a constant, read from cv), and where
+        # element k of the output reads it: k itself, 0 (a scalar), or iv[k]
+        for j in range(nin):
+            slot_j = rec.slots[j]
+            shp = tuple(rec.shapes[j])
+            if slot_j < 0:
+                cv = np.ascontiguousarray(np.broadcast_to(
+                    np.asarray(rec.values[j], dtype=np.float64), out_shape)).ravel()
+                if j == 0:
+                    c0 = cv
+                else:
+                    c1 = cv
+                mode[j] = 3
+            elif shp == out_shape:
+                mode[j] = 0
+            elif _count_of(shp) == 1:
+                mode[j] = 1
+            else:
+                iv = np.ascontiguousarray(np.broadcast_to(
+                    np.arange(_count_of(shp), dtype=np.int64).reshape(shp),
+                    out_shape)).ravel()
+                if j == 0:
+                    i0 = iv
+                else:
+                    i1 = iv
+                mode[j] = 2
+            first[j] = slot_j
+        for k in range(size - 1, -1, -1):
+            g = A[base + k - lo]
+            if g < 0:
+                continue
+            pr = pv_s(t, <int32_t>(base + k))
+            pa = _elem(t, mode[0], first[0], k, i0, c0)
+            pb = _elem(t, mode[1], first[1], k, i1, c1) if nin == 2 else pv_c(0.0)
+            if pa.s >= 0:
+                pf = _PD_A[op]
+                _accumulate(t, A, lo, pa.s, pf(t, pa, pb, pr), g)
+            if nin == 2 and pb.s >= 0:
+                pf = _PD_B[op]
+                _accumulate(t, A, lo, pb.s, pf(t, pa, pb, pr), g)
+        return base
+    if cls == "ReduceRecord" or cls == "LayoutRecord":
+        s0 = rec.slots[0]
+        in_shape = tuple(rec.shapes[0])
+        m = _count_of(in_shape)
+        if s0 < 0:
+            return base
+        if cls == "LayoutRecord":
+            # output element k is input element src[k]
+            src = np.arange(m, dtype=np.int64).reshape(in_shape)
+            if rec.kind == "transpose":
+                src = src.transpose(rec.arg)
+            dst = np.ascontiguousarray(src).ravel()     # here: the source of k
+            for k in range(size - 1, -1, -1):
+                g = A[base + k - lo]
+                if g >= 0:
+                    _accumulate(t, A, lo, <int32_t>(s0 + dst[k]), pv_c(1.0), g)
+            return base
+        axes = tuple(range(len(in_shape))) if rec.axes is None else tuple(rec.axes)
+        keep = [1 if a in axes else n for a, n in enumerate(in_shape)]
+        dst = np.ascontiguousarray(np.broadcast_to(
+            np.arange(size, dtype=np.int64).reshape(keep), in_shape)).ravel()
+        if rec.kind in ("max", "min"):
+            weights = np.ascontiguousarray(rec._weights(rec.values[0], rec.out),
+                                           dtype=np.float64).ravel()
+        count = float(m // size) if size else 1.0
+        for e in range(m):
+            g = A[base + dst[e] - lo]
+            if g < 0:
+                continue
+            if rec.kind == "sum":
+                _accumulate(t, A, lo, <int32_t>(s0 + e), pv_c(1.0), g)
+            elif rec.kind == "mean":
+                # g / count, as the first-order rule divides
+                _add_adjoint(t, A, lo, <int32_t>(s0 + e), pv_bin(
+                    t, FAD_DIV, pv_s(t, g), pv_c(count)).s)
+            else:
+                _accumulate(t, A, lo, <int32_t>(s0 + e), pv_c(weights[e]), g)
+        return base
+    raise TypeError(
+        "%s: create_graph (and fd.grad of fd.grad) through the array operation %r is "
+        "not supported yet; scalar code, elementwise array operations, sums, means, "
+        "reshapes and transposes nest to any order" % (fname, rec.name))
+
+
+cdef inline PV _elem(Tape t, int mode, Py_ssize_t first, Py_ssize_t k,
+                     const long long[::1] iv, const double[::1] cv) noexcept:
+    """Element k (of the output) of a record's operand, by _graph_record's mode."""
+    if mode == 0:
+        return pv_s(t, <int32_t>(first + k))
+    if mode == 1:
+        return pv_s(t, <int32_t>first)
+    if mode == 2:
+        return pv_s(t, <int32_t>(first + iv[k]))
+    return pv_c(cv[k])
+
+
+cdef Py_ssize_t _count_of(tuple shape):
+    cdef Py_ssize_t n = 1
+    for d in shape:
+        n *= <Py_ssize_t>d
+    return n
+
+
+cdef int _add_adjoint(Tape t, int32_t *A, Py_ssize_t lo, int32_t s,
+                      int32_t contrib) except -1:
+    if s < lo:
+        return 0
+    if A[s - lo] < 0:
+        A[s - lo] = contrib
+    else:
+        A[s - lo] = pv_bin(t, FAD_ADD, pv_s(t, A[s - lo]), pv_s(t, contrib)).s
+    return 0
 
 
 cdef object graph_gradient(Tape t, Var tv, sources, str fname):
@@ -903,7 +1045,9 @@ cdef object graph_gradient(Tape t, Var tv, sources, str fname):
         for i in range(top - lo + 1):
             A[i] = -1
         A[top - lo] = <int32_t>t.push(FAD_CONST, 0, 0, 1.0, 0.0, 0.0)
-        for i in range(top, lo, -1):
+        i = top + 1
+        while i > lo + 1:
+            i -= 1
             g = A[i - lo]
             if g < 0:
                 continue             # structurally zero (never skipped by value: a
@@ -912,11 +1056,8 @@ cdef object graph_gradient(Tape t, Var tv, sources, str fname):
             kind = fad_op_kind[op] if op < FAD_NUM_SCALAR_OPS else FAD_KIND_LEAF
             if kind == FAD_KIND_LEAF:
                 if op == FAD_BLOCK:
-                    raise TypeError(
-                        "%s: create_graph (and fd.grad of fd.grad) through the array "
-                        "operation %r is not supported yet; elementwise array code "
-                        "and scalar code nest to any order"
-                        % (fname, _record_name_at(t, i)))
+                    # the whole record at once, then on below its block
+                    i = _graph_record(t, A, lo, _record_at(t, i), fname)
                 continue
             sa = t.arg_a[i]
             pr = pv_s(t, <int32_t>i)

@@ -72,6 +72,35 @@ def test_create_graph_through_a_non_elementwise_record_is_a_clear_error():
         fd.grad(fd.grad(lambda v: fd.sum(fd.sin(A @ v))))(np.array([0.5, -0.5]))
 
 
+def test_create_graph_through_array_records():
+    # arrays of 16 elements and more are records (fastad._arrays): elementwise ops
+    # with broadcasting, sum / mean / max, reshape and transpose nest
+    def f(v):
+        X = fd.reshape(v, (5, 4))
+        y = fd.sum(fd.sin(X) * X ** 2 * np.arange(4.0), axis=1)     # a bias-row broadcast
+        return fd.mean(fd.tanh(fd.transpose(X)) ** 2) + fd.sum(y * y) + np.max(v) * 0.5
+    x = np.linspace(-1.1, 1.3, 20)
+    with fd.Tape() as t:
+        v = t.variable(x)
+        y = f(v)
+        assert len(t.records) >= 5
+        g = t.gradient(y, v, create_graph=True)
+        np.testing.assert_allclose(g.value, t.gradient(y, v), rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(fd.jacobian(fd.grad(f))(x), fd.hessian(f)(x),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_grad_of_grad_through_a_broadcast_record_against_a_closed_form():
+    xs = np.linspace(-2.0, 2.0, 32)
+
+    def f(w):
+        return fd.sum(fd.tanh(w * xs))              # one record of 32 elements
+    w = 0.7
+    s2 = 1 / np.cosh(w * xs) ** 2
+    want = np.sum(-2 * xs ** 2 * s2 * np.tanh(w * xs))
+    assert fd.grad(fd.grad(f))(w) == pytest.approx(want, rel=1e-13)
+
+
 # ----------------------------------------------------------------------------------
 # fd.grad of fd.grad, to any order
 
@@ -159,7 +188,9 @@ def test_no_confusion_between_three_levels():
 # Other transformations around fd.grad
 
 @pytest.mark.parametrize("f,x", [(rosen, np.linspace(-1.0, 1.5, 8)),
-                                 (logsumexp, np.array([0.1, -2.0, 1.3, 0.4]))])
+                                 (rosen, np.linspace(-1.0, 1.5, 50)),
+                                 (logsumexp, np.array([0.1, -2.0, 1.3, 0.4])),
+                                 (logsumexp, np.linspace(-2.0, 1.0, 50))])
 def test_jacobian_of_grad_is_the_hessian(f, x):
     np.testing.assert_allclose(fd.jacobian(fd.grad(f))(x), fd.hessian(f)(x),
                                rtol=1e-12, atol=1e-12)
