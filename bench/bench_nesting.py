@@ -230,7 +230,7 @@ def _torch_penalty(p, x, want):
         loss.backward()
         return loss, q
     loss, q = two()
-    assert abs(float(loss) - want[0]) <= 1e-10
+    assert abs(float(loss.detach()) - want[0]) <= 1e-10
     np.testing.assert_allclose(q["W1"].grad.numpy(), want[1]["W1"], rtol=1e-9, atol=1e-12)
     return [one, two]
 

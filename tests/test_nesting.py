@@ -290,3 +290,11 @@ def test_transformations_that_do_not_nest_yet_say_so():
         fd.grad(lambda x: fd.hessian(lambda y: y ** 3)(x))(1.0)
     with pytest.raises(TypeError):
         fd.derivative(fd.derivative(fd.sin))(1.0)
+
+
+def test_trace_of_an_inner_grad_at_a_number_closing_over_the_input():
+    # the inner argument is a number (a fresh leaf mid-tape), x is closed over
+    f = lambda x: x * fd.grad(lambda y: y * y * x)(2.0)     # = 4 x^2
+    tf = fd.trace(f, 1.5)
+    assert tf(3.0) == 36.0
+    assert tf.grad(3.0) == 24.0 == fd.grad(f)(3.0)
