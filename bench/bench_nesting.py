@@ -6,8 +6,8 @@
   2. fd.grad(fd.grad(f)) against fd.grad(f) for a scalar function recorded as ~10^4
      operations (a loop of sin/mul/add on one scalar);
   3. a gradient-penalty loss, value and gradient of L(w) + ||dL/dx||^2, against one
-     value_and_grad of L, for a small tanh MLP written with elementwise products and
-     sums (no matmul record), and torch's create_graph=True version of the same MLP.
+     value_and_grad of L, for a small tanh MLP written with `@` and again with
+     elementwise products and sums, and torch's create_graph=True version (with @).
 
 Ratios come from interleaved rounds (A, B, A, B, ...): the median of each and the
 spread (min-max of the per-round ratios), because the machine is shared.  Peers'
@@ -175,19 +175,32 @@ def mlp(p, x):
     return fd.sum(h * p["w2"])
 
 
-def penalty_loss(p, x):
-    out = mlp(p, x)
-    gx = fd.grad(lambda xx: mlp(p, xx))(x)
+def mlp_matmul(p, x):
+    h = fd.tanh(p["W1"] @ x + p["b1"])
+    return fd.sum(h * p["w2"])
+
+
+def penalty_loss(p, x, net=mlp):
+    out = net(p, x)
+    gx = fd.grad(lambda xx: net(p, xx))(x)
     return out + fd.sum(gx * gx)
 
 
 def table_gradient_penalty(quick):
+    rows = []
+    for net, label in ((mlp_matmul, "W1 @ x"), (mlp, "sum(W1 * x, axis=1)")):
+        rows += _penalty_rows(quick, net, label)
+    return markdown_table(["workload", "code", "median time",
+                           "vs fastad value_and_grad (spread)"], rows)
+
+
+def _penalty_rows(quick, net, label):
     rng = np.random.default_rng(7)
     n_in, n_hidden = 8, 16
     p = mlp_params(rng, n_in, n_hidden)
     x = rng.normal(size=n_in)
-    vg = fd.value_and_grad(lambda q: mlp(q, x))
-    vgp = fd.value_and_grad(lambda q: penalty_loss(q, x))
+    vg = fd.value_and_grad(lambda q: net(q, x))
+    vgp = fd.value_and_grad(lambda q: penalty_loss(q, x, net))
     fns = [lambda: vg(p), lambda: vgp(p)]
     labels = ["fastad value_and_grad(L)", "fastad value_and_grad(L + ||dL/dx||^2)"]
     torch_fns = _torch_penalty(p, x, vgp(p))
@@ -195,13 +208,12 @@ def table_gradient_penalty(quick):
         fns += torch_fns
         labels += ["torch L backward", "torch penalty, create_graph=True"]
     meds, per = interleaved(fns, 5 if quick else 15, inner=3)
-    rows = [["tanh MLP %d-%d-1" % (n_in, n_hidden), label, fmt_time(meds[k]),
-             ratio_cell(per, k, 0)] for k, label in enumerate(labels)]
+    name = "tanh MLP %d-%d-1, %s" % (n_in, n_hidden, label)
+    rows = [[name, lab, fmt_time(meds[k]), ratio_cell(per, k, 0)]
+            for k, lab in enumerate(labels)]
     if torch_fns is not None:
-        rows.append(["tanh MLP %d-%d-1" % (n_in, n_hidden),
-                     "fastad penalty vs torch penalty", "", ratio_cell(per, 1, 3)])
-    return markdown_table(["workload", "code", "median time",
-                           "vs fastad value_and_grad (spread)"], rows)
+        rows.append([name, "fastad penalty vs torch penalty", "", ratio_cell(per, 1, 3)])
+    return rows
 
 
 def _torch_penalty(p, x, want):

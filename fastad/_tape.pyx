@@ -973,10 +973,40 @@ cdef Py_ssize_t _graph_record(Tape t, int32_t *A, Py_ssize_t lo, object rec,
             else:
                 _accumulate(t, A, lo, <int32_t>(s0 + e), pv_c(weights[e]), g)
         return base
+    if cls == "MatmulRecord" and len(rec.shapes[0]) <= 2 and len(rec.shapes[1]) <= 2:
+        return _graph_matmul(t, A, lo, rec)
     raise TypeError(
         "%s: create_graph (and fd.grad of fd.grad) through the array operation %r is "
         "not supported yet; scalar code, elementwise array operations, sums, means, "
-        "reshapes and transposes nest to any order" % (fname, rec.name))
+        "reshapes, transposes and 1-D/2-D matmul nest to any order" % (fname, rec.name))
+
+
+cdef Py_ssize_t _graph_matmul(Tape t, int32_t *A, Py_ssize_t lo, object rec) except -1:
+    """C = a @ b (1-D or 2-D operands): C[i, j] = sum_k a[i, k] b[k, j], bilinear, so
+    d/da[i, k] = b[k, j] and d/db[k, j] = a[i, k], slots or constants."""
+    sa_shape, sb_shape = tuple(rec.shapes[0]), tuple(rec.shapes[1])
+    cdef Py_ssize_t p = sa_shape[0] if len(sa_shape) == 2 else 1
+    cdef Py_ssize_t q = sa_shape[len(sa_shape) - 1]
+    cdef Py_ssize_t r = sb_shape[1] if len(sb_shape) == 2 else 1
+    cdef Py_ssize_t sa = rec.slots[0], sb = rec.slots[1], base = rec.base
+    cdef Py_ssize_t i, j, k
+    cdef int32_t g
+    cdef const double[::1] av = np.ascontiguousarray(rec.values[0], dtype=np.float64).ravel()
+    cdef const double[::1] bv = np.ascontiguousarray(rec.values[1], dtype=np.float64).ravel()
+    cdef PV pa, pb
+    for i in range(p - 1, -1, -1):
+        for j in range(r - 1, -1, -1):
+            g = A[base + i * r + j - lo]
+            if g < 0:
+                continue
+            for k in range(q):
+                pa = pv_s(t, <int32_t>(sa + i * q + k)) if sa >= 0 else pv_c(av[i * q + k])
+                pb = pv_s(t, <int32_t>(sb + k * r + j)) if sb >= 0 else pv_c(bv[k * r + j])
+                if sa >= 0:
+                    _accumulate(t, A, lo, pa.s, pb, g)
+                if sb >= 0:
+                    _accumulate(t, A, lo, pb.s, pa, g)
+    return base
 
 
 cdef inline PV _elem(Tape t, int mode, Py_ssize_t first, Py_ssize_t k,
