@@ -26,6 +26,11 @@ cdef extern from "fastad_ops.h" nogil:
     double fad_eval(int op, double x, double y, double *dx, double *dy)
     void fad_second(int op, double x, double y, double r,
                     double *dxx, double *dxy, double *dyy)
+    # constants of the partial columns (fastad_numerics.h, included by the table):
+    # the recordable partials (_partials.pxi) fold them
+    const double FAD_LN2
+    const double FAD_LN10
+    const double FAD_2_SQRTPI
 
 cdef extern from "fastad_vec.h" nogil:
     int fad_value_array(int op, Py_ssize_t n, const double *A, Py_ssize_t sa,

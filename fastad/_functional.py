@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from fastad._errors import GradientCheckError
+from fastad._nest import nested_args, nested_grads, nesting_tape
 from fastad._pytree import tree_flatten, tree_map, tree_unflatten
 from fastad._scratch import _pool, _scratch_tape
 from fastad._tape import (Var, _set_debug_nans, as_source_dtype, float_array,
@@ -57,8 +58,9 @@ def _leaf_to_var(tape, leaf, where):
     """A leaf Var of `leaf`; a bad leaf is a TypeError naming `where` and what it
     got (its dtype for an array), an int beyond float64 a ValueError."""
     if type(leaf) is Var:
-        raise TypeError("%s is already a Var: fd.grad of fd.grad is not supported; "
-                        "use fd.hessian or fd.hvp for second derivatives" % where)
+        raise TypeError("%s is a Var: this transformation does not nest inside "
+                        "another one yet (fd.grad and fd.value_and_grad do, to any "
+                        "order; see docs/higher_order.md)" % where)
     if isinstance(leaf, (complex, np.complexfloating)):
         raise TypeError("%s must be real, got complex" % where)
     return leaf_variable(tape, leaf, where)
@@ -208,6 +210,23 @@ def _value_and_grad(f, argnums, fname, has_aux=False):
 
     def value_and_grad_f(*args, **kwargs):
         nums = _normalize_argnums(argnums, len(args), fname)
+        outer = nesting_tape(args, nums)
+        if outer is not None:
+            # inside another transformation: record on its tape, return Vars of it
+            call_args, trees = nested_args(outer, args, nums, fname)
+            out = f(*call_args, **kwargs)
+            if has_aux:
+                # aux stays on the outer tape, as the value does: the outer
+                # transformation may differentiate it
+                out, aux = split_aux(out, fname)
+            value, target = scalar_output(out, fname)
+            if target is None:
+                grads = [_zeros_like_vars(t) for t in trees]
+            else:
+                grads = nested_grads(outer, target, trees, fname)
+                value = target
+            grads = tuple(grads) if isinstance(argnums, tuple) else grads[0]
+            return ((value, aux), grads) if has_aux else (value, grads)
         with _scratch_tape() as tape:
             call_args, trees = _args_to_vars(tape, args, nums, fname)
             out = f(*call_args, **kwargs)

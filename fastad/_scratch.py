@@ -11,6 +11,13 @@ from fastad._tape import Tape
 _pool = threading.local()
 
 
+def current_level():
+    """The scratch tape of the innermost functional call recording in this thread
+    (an inner fd.grad records on it: fastad._nest), or None."""
+    levels = getattr(_pool, "levels", None)
+    return levels[len(levels) - 1] if levels else None
+
+
 @contextlib.contextmanager
 def _scratch_tape():
     """A tape for one call, taken from a per-thread pool and reset afterwards.
@@ -23,10 +30,15 @@ def _scratch_tape():
     if idle is None:
         idle = _pool.idle = []
     tape = idle.pop() if idle else Tape()
+    levels = getattr(_pool, "levels", None)
+    if levels is None:
+        levels = _pool.levels = []
+    levels.append(tape)
     try:
         with tape:
             yield tape
     finally:
+        levels.pop()
         tape._recycle()       # reset, and shrink after a peak far above this call
         if len(idle) < 4:
             idle.append(tape)

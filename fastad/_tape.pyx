@@ -462,10 +462,13 @@ cdef class Tape:
         doubling), the adjoint buffer included."""
         return self.cap * SLOT_BYTES + self.adj_cap * sizeof(double)
 
-    def gradient(self, target, sources):
+    def gradient(self, target, sources, create_graph=False):
         """The gradient of the scalar Var ``target`` with respect to ``sources``.
 
         One reverse sweep over the tape, in C (without the GIL for long tapes).
+        With ``create_graph=True`` the sweep is itself recorded on this tape
+        (PyTorch's convention): the gradient comes back as Vars of this tape,
+        which can be differentiated again, to any order.
 
         Parameters
         ----------
@@ -493,6 +496,11 @@ cdef class Tape:
         if type(target) is not Var:
             raise TypeError("tape.gradient: target must be a Var, got %s"
                             % type(target).__name__)
+        if create_graph is not False:
+            if create_graph is not True:
+                raise TypeError("tape.gradient: create_graph must be True or False, "
+                                "got %r" % (create_graph,))
+            return graph_gradient(self, <Var>target, sources, "tape.gradient")
         # Held from before the Vars are checked until the adjoints are read: a
         # reset() in between (another thread) would make the checks stale.
         self.sweeping += 1
@@ -716,6 +724,430 @@ cdef object _read_adjoint(double *adj, Var s, Py_ssize_t hi):
         if s.slot + k <= hi:
             o[k] = adj[s.slot + k]
     return out.reshape(s.shape_)
+
+
+# ----------------------------------------------------------------------------------
+# The create-graph sweep (docs/design/nesting.md, 1.2): the reverse sweep recorded
+# on the tape itself, so that its result can be differentiated again.
+#
+# A PV is a value of a recorded partial: a slot of the tape (s >= 0, c its value)
+# or a constant (s == -1, value c).  pv_un / pv_bin fold constants through fad_eval
+# and push slots otherwise, so each value rounds exactly like the op table's C
+# partial it stands for.  The recordable partials themselves are generated from the
+# table's rows (tools/gen_ops.py -> _partials.pxi).
+
+ctypedef struct PV:
+    int32_t s
+    double c
+
+
+cdef inline PV pv_c(double c) noexcept:
+    cdef PV out
+    out.s = -1
+    out.c = c
+    return out
+
+
+cdef inline double pv_v(Tape t, PV x) noexcept:
+    return x.c if x.s < 0 else t.val[x.s]
+
+
+cdef PV pv_un(Tape t, int op, PV x) except *:
+    cdef double dx, dy, r
+    cdef PV out
+    if x.s < 0:
+        out.s = -1
+        out.c = fad_eval(op, x.c, 0.0, &dx, &dy)
+        return out
+    r = fad_eval(op, t.val[x.s], 0.0, &dx, &dy)
+    if _debug_nans:
+        _check_nan(op, r, t.val[x.s], 0.0)
+    out.s = <int32_t>t.push(op, x.s, 0, r, dx, 0.0)
+    out.c = r
+    return out
+
+
+cdef PV pv_bin(Tape t, int op, PV x, PV y) except *:
+    """op(x, y) for a binary row's code op: its C1 form when y is a constant, its C0
+    form when x is, the binary op for two slots (as binary_op records)."""
+    cdef double dx, dy, r, vx, vy
+    cdef PV out
+    if x.s < 0 and y.s < 0:
+        out.s = -1
+        out.c = fad_eval(op, x.c, y.c, &dx, &dy)
+        return out
+    if y.s < 0:
+        vx = t.val[x.s]
+        r = fad_eval(op + 1, vx, y.c, &dx, &dy)
+        if _debug_nans:
+            _check_nan(op, r, vx, y.c)
+        out.s = <int32_t>t.push(op + 1, x.s, 0, r, dx, y.c)
+    elif x.s < 0:
+        vy = t.val[y.s]
+        r = fad_eval(op + 2, vy, x.c, &dx, &dy)
+        if _debug_nans:
+            _check_nan(op, r, x.c, vy)
+        out.s = <int32_t>t.push(op + 2, y.s, 0, r, dx, x.c)
+    else:
+        vx = t.val[x.s]
+        vy = t.val[y.s]
+        r = fad_eval(op, vx, vy, &dx, &dy)
+        if _debug_nans:
+            _check_nan(op, r, vx, vy)
+        out.s = <int32_t>t.push(op, x.s, y.s, r, dx, dy)
+    out.c = r
+    return out
+
+
+_CMP_KIND = ("<", "<=", "==", "!=", ">", ">=")
+_CMP_MIRROR = (4, 5, 2, 3, 0, 1)
+
+
+cdef int pv_cmp(Tape t, PV x, int code, PV y, str helper) except -1:
+    """Whether `x <code> y` holds (1 or 0), for a branch of a recordable partial;
+    a comparison involving a slot is recorded as a guard, so a replay (fd.trace)
+    at a point on the other side of the branch records afresh."""
+    cdef double vx = pv_v(t, x), vy = pv_v(t, y)
+    cdef bint out = _compare_values(vx, vy, code)
+    if x.s < 0 and y.s < 0:
+        return out
+    if x.s < 0:                      # guards compare a slot with a slot or constant
+        x, y = y, x
+        code = _CMP_MIRROR[code]
+    t.guards.append((_CMP_KIND[code], int(x.s), int(y.s) if y.s >= 0 else -1,
+                     y.c if y.s < 0 else 0.0, bool(out),
+                     ("<the recorded partial %s (create_graph)>" % helper, 0)))
+    return out
+
+
+ctypedef PV (*partial_fn)(Tape, PV, PV, PV) except *
+
+include "_partials.pxi"
+
+
+cdef inline PV pv_s(Tape t, int32_t s) noexcept:
+    cdef PV out
+    out.s = s
+    out.c = t.val[s]
+    return out
+
+
+cdef int _accumulate(Tape t, int32_t *A, Py_ssize_t lo, int32_t s, PV p,
+                     int32_t g) except -1:
+    """A[s] += p * g, recorded (A holds slots, -1 for a structural zero)."""
+    cdef PV contrib, gv
+    if s < lo:
+        return 0                     # below the mark: another level's slot
+    if p.s < 0:
+        if p.c == 0.0:
+            return 0
+        if p.c == 1.0:
+            contrib.s = g
+        elif p.c == -1.0:
+            contrib = pv_un(t, FAD_NEG, pv_s(t, g))
+        else:
+            contrib = pv_bin(t, FAD_MUL, pv_s(t, g), p)
+    else:
+        contrib = pv_bin(t, FAD_MUL, p, pv_s(t, g))
+    if A[s - lo] < 0:
+        A[s - lo] = contrib.s
+    else:
+        A[s - lo] = pv_bin(t, FAD_ADD, pv_s(t, A[s - lo]), pv_s(t, contrib.s)).s
+    return 0
+
+
+cdef object _record_at(Tape t, Py_ssize_t slot):
+    for rec in reversed(t.records):
+        if rec.base <= slot:
+            return rec
+    raise TapeError("fastad: a block slot without its array record")
+
+
+cdef Py_ssize_t _graph_record(Tape t, int32_t *A, Py_ssize_t lo, object rec,
+                              str fname) except -1:
+    """The create-graph sweep through one array record: elementwise records use
+    the op table's recordable partials element by element; sum / mean / max / min
+    and reshape / transpose are linear maps with index structure.  Other records
+    are a TypeError naming them (their NumPy rules are not recordable yet).
+    Returns the slot the sweep continues below (the record's base)."""
+    cls = type(rec).__name__
+    cdef Py_ssize_t base = rec.base, size = rec.size, k, m, e
+    cdef double count
+    cdef int32_t g, s0
+    cdef int op, kind, nin
+    cdef int mode[2]
+    cdef Py_ssize_t first[2]
+    cdef const long long[::1] i0 = None, i1 = None, dst
+    cdef const double[::1] c0 = None, c1 = None, weights = None
+    cdef partial_fn pf
+    cdef PV pa, pb, pr
+    mode[0] = mode[1] = 0
+    first[0] = first[1] = -1
+    if base <= lo:
+        raise TypeError("%s: create_graph from inside the output of the array "
+                        "operation %r is not supported yet" % (fname, rec.name))
+    out_shape = tuple(rec.out_shape)
+    if cls == "ElementwiseRecord":
+        op = rec.op
+        kind = fad_op_kind[op]
+        if kind not in (FAD_KIND_UNARY, FAD_KIND_BINARY):
+            raise TypeError("%s: create_graph through the array operation %r is not "
+                            "supported yet" % (fname, rec.name))
+        nin = 2 if kind == FAD_KIND_BINARY else 1
+        # per operand: its first slot (-1: a constant, read from cv), and where
+        # element k of the output reads it: k itself, 0 (a scalar), or iv[k]
+        for j in range(nin):
+            slot_j = rec.slots[j]
+            shp = tuple(rec.shapes[j])
+            if slot_j < 0:
+                cv = np.ascontiguousarray(np.broadcast_to(
+                    np.asarray(rec.values[j], dtype=np.float64), out_shape)).ravel()
+                if j == 0:
+                    c0 = cv
+                else:
+                    c1 = cv
+                mode[j] = 3
+            elif shp == out_shape:
+                mode[j] = 0
+            elif _count_of(shp) == 1:
+                mode[j] = 1
+            else:
+                iv = np.ascontiguousarray(np.broadcast_to(
+                    np.arange(_count_of(shp), dtype=np.int64).reshape(shp),
+                    out_shape)).ravel()
+                if j == 0:
+                    i0 = iv
+                else:
+                    i1 = iv
+                mode[j] = 2
+            first[j] = slot_j
+        for k in range(size - 1, -1, -1):
+            g = A[base + k - lo]
+            if g < 0:
+                continue
+            pr = pv_s(t, <int32_t>(base + k))
+            pa = _elem(t, mode[0], first[0], k, i0, c0)
+            pb = _elem(t, mode[1], first[1], k, i1, c1) if nin == 2 else pv_c(0.0)
+            if pa.s >= 0:
+                pf = _PD_A[op]
+                _accumulate(t, A, lo, pa.s, pf(t, pa, pb, pr), g)
+            if nin == 2 and pb.s >= 0:
+                pf = _PD_B[op]
+                _accumulate(t, A, lo, pb.s, pf(t, pa, pb, pr), g)
+        return base
+    if cls == "ReduceRecord" or cls == "LayoutRecord":
+        s0 = rec.slots[0]
+        in_shape = tuple(rec.shapes[0])
+        m = _count_of(in_shape)
+        if s0 < 0:
+            return base
+        if cls == "LayoutRecord":
+            # output element k is input element src[k]
+            src = np.arange(m, dtype=np.int64).reshape(in_shape)
+            if rec.kind == "transpose":
+                src = src.transpose(rec.arg)
+            dst = np.ascontiguousarray(src).ravel()     # here: the source of k
+            for k in range(size - 1, -1, -1):
+                g = A[base + k - lo]
+                if g >= 0:
+                    _accumulate(t, A, lo, <int32_t>(s0 + dst[k]), pv_c(1.0), g)
+            return base
+        axes = tuple(range(len(in_shape))) if rec.axes is None else tuple(rec.axes)
+        keep = [1 if a in axes else n for a, n in enumerate(in_shape)]
+        dst = np.ascontiguousarray(np.broadcast_to(
+            np.arange(size, dtype=np.int64).reshape(keep), in_shape)).ravel()
+        if rec.kind in ("max", "min"):
+            weights = np.ascontiguousarray(rec._weights(rec.values[0], rec.out),
+                                           dtype=np.float64).ravel()
+        count = float(m // size) if size else 1.0
+        for e in range(m):
+            g = A[base + dst[e] - lo]
+            if g < 0:
+                continue
+            if rec.kind == "sum":
+                _accumulate(t, A, lo, <int32_t>(s0 + e), pv_c(1.0), g)
+            elif rec.kind == "mean":
+                # g / count, as the first-order rule divides
+                _add_adjoint(t, A, lo, <int32_t>(s0 + e), pv_bin(
+                    t, FAD_DIV, pv_s(t, g), pv_c(count)).s)
+            else:
+                _accumulate(t, A, lo, <int32_t>(s0 + e), pv_c(weights[e]), g)
+        return base
+    if cls == "MatmulRecord" and len(rec.shapes[0]) <= 2 and len(rec.shapes[1]) <= 2:
+        return _graph_matmul(t, A, lo, rec)
+    raise TypeError(
+        "%s: create_graph (and fd.grad of fd.grad) through the array operation %r is "
+        "not supported yet; scalar code, elementwise array operations, sums, means, "
+        "reshapes, transposes and 1-D/2-D matmul nest to any order" % (fname, rec.name))
+
+
+cdef Py_ssize_t _graph_matmul(Tape t, int32_t *A, Py_ssize_t lo, object rec) except -1:
+    """C = a @ b (1-D or 2-D operands): C[i, j] = sum_k a[i, k] b[k, j], bilinear, so
+    d/da[i, k] = b[k, j] and d/db[k, j] = a[i, k], slots or constants."""
+    sa_shape, sb_shape = tuple(rec.shapes[0]), tuple(rec.shapes[1])
+    cdef Py_ssize_t p = sa_shape[0] if len(sa_shape) == 2 else 1
+    cdef Py_ssize_t q = sa_shape[len(sa_shape) - 1]
+    cdef Py_ssize_t r = sb_shape[1] if len(sb_shape) == 2 else 1
+    cdef Py_ssize_t sa = rec.slots[0], sb = rec.slots[1], base = rec.base
+    cdef Py_ssize_t i, j, k
+    cdef int32_t g
+    cdef const double[::1] av = np.ascontiguousarray(rec.values[0], dtype=np.float64).ravel()
+    cdef const double[::1] bv = np.ascontiguousarray(rec.values[1], dtype=np.float64).ravel()
+    cdef PV pa, pb
+    for i in range(p - 1, -1, -1):
+        for j in range(r - 1, -1, -1):
+            g = A[base + i * r + j - lo]
+            if g < 0:
+                continue
+            for k in range(q):
+                pa = pv_s(t, <int32_t>(sa + i * q + k)) if sa >= 0 else pv_c(av[i * q + k])
+                pb = pv_s(t, <int32_t>(sb + k * r + j)) if sb >= 0 else pv_c(bv[k * r + j])
+                if sa >= 0:
+                    _accumulate(t, A, lo, pa.s, pb, g)
+                if sb >= 0:
+                    _accumulate(t, A, lo, pb.s, pa, g)
+    return base
+
+
+cdef inline PV _elem(Tape t, int mode, Py_ssize_t first, Py_ssize_t k,
+                     const long long[::1] iv, const double[::1] cv) noexcept:
+    """Element k (of the output) of a record's operand, by _graph_record's mode."""
+    if mode == 0:
+        return pv_s(t, <int32_t>(first + k))
+    if mode == 1:
+        return pv_s(t, <int32_t>first)
+    if mode == 2:
+        return pv_s(t, <int32_t>(first + iv[k]))
+    return pv_c(cv[k])
+
+
+cdef Py_ssize_t _count_of(tuple shape):
+    cdef Py_ssize_t n = 1
+    for d in shape:
+        n *= <Py_ssize_t>d
+    return n
+
+
+cdef int _add_adjoint(Tape t, int32_t *A, Py_ssize_t lo, int32_t s,
+                      int32_t contrib) except -1:
+    if s < lo:
+        return 0
+    if A[s - lo] < 0:
+        A[s - lo] = contrib
+    else:
+        A[s - lo] = pv_bin(t, FAD_ADD, pv_s(t, A[s - lo]), pv_s(t, contrib)).s
+    return 0
+
+
+cdef object graph_gradient(Tape t, Var tv, sources, str fname):
+    """tape.gradient(tv, sources, create_graph=True): the gradient as Vars of t.
+
+    The sweep runs from the target down to just above the lowest source (the mark
+    of a nested level); contributions to slots below it are dropped.  Adjoints are
+    slots (A), accumulated in the first-order sweep's order, so their values equal
+    tape.gradient's.
+    """
+    from fastad._pytree import tree_flatten, tree_unflatten
+    t.check_var(tv)
+    if tv.shape_ is not None:
+        raise ValueError("%s: target must be a scalar Var, got shape %s "
+                         "(reduce it first, e.g. fd.sum(y))" % (fname, tv.shape_))
+    leaves, treedef = tree_flatten(sources)
+    cdef Var s
+    cdef Py_ssize_t lo = tv.slot, top = tv.slot, i, k, m
+    for leaf in leaves:
+        if type(leaf) is not Var:
+            raise TypeError("%s: sources must be Vars, got %s"
+                            % (fname, type(leaf).__name__))
+        s = <Var>leaf
+        t.check_var(s)
+        if s.slot < lo:
+            lo = s.slot
+    cdef int32_t *A = <int32_t *>PyMem_Malloc((top - lo + 1) * sizeof(int32_t))
+    if A == NULL:
+        raise MemoryError("fastad: no memory for a create_graph sweep")
+    cdef int32_t g, sa
+    cdef int op, kind
+    cdef partial_fn pf
+    cdef PV pa, pb, pr
+    results = []
+    try:
+        for i in range(top - lo + 1):
+            A[i] = -1
+        A[top - lo] = <int32_t>t.push(FAD_CONST, 0, 0, 1.0, 0.0, 0.0)
+        i = top + 1
+        while i > lo + 1:
+            i -= 1
+            g = A[i - lo]
+            if g < 0:
+                continue             # structurally zero (never skipped by value: a
+                                     # zero adjoint can have a non-zero derivative)
+            op = t.op[i]
+            kind = fad_op_kind[op] if op < FAD_NUM_SCALAR_OPS else FAD_KIND_LEAF
+            if kind == FAD_KIND_LEAF:
+                if op == FAD_BLOCK:
+                    # the whole record at once, then on below its block
+                    i = _graph_record(t, A, lo, _record_at(t, i), fname)
+                continue
+            sa = t.arg_a[i]
+            pr = pv_s(t, <int32_t>i)
+            if kind == FAD_KIND_UNARY:
+                pf = _PD_A[op]
+                pa = pf(t, pv_s(t, sa), pv_c(0.0), pr)
+                _accumulate(t, A, lo, sa, pa, g)
+            elif kind == FAD_KIND_BINARY:
+                pf = _PD_A[op]
+                pa = pf(t, pv_s(t, sa), pv_s(t, t.arg_b[i]), pr)
+                pf = _PD_B[op]
+                pb = pf(t, pv_s(t, sa), pv_s(t, t.arg_b[i]), pr)
+                _accumulate(t, A, lo, sa, pa, g)
+                _accumulate(t, A, lo, t.arg_b[i], pb, g)
+            else:                    # x op c (C1) or c op x (C0): c is in db
+                pf = _PD_A[op]
+                if _is_c0(op):
+                    pa = pf(t, pv_c(t.db[i]), pv_s(t, sa), pr)
+                else:
+                    pa = pf(t, pv_s(t, sa), pv_c(t.db[i]), pr)
+                _accumulate(t, A, lo, sa, pa, g)
+        for leaf in leaves:
+            s = <Var>leaf
+            if s.shape_ is None:
+                results.append(_graph_adjoint(t, A, lo, top, s.slot))
+                continue
+            m = s.aval.size
+            slots = np.full(m, -1, dtype=np.int64)
+            for k in range(m):
+                if lo <= s.slot + k <= top:
+                    slots[k] = A[s.slot + k - lo]
+            results.append(copy_block(t, slots.reshape(s.shape_), 0.0))
+    finally:
+        PyMem_Free(A)
+    return tree_unflatten(treedef, results)
+
+
+cdef Var _graph_adjoint(Tape t, int32_t *A, Py_ssize_t lo, Py_ssize_t top,
+                        Py_ssize_t slot):
+    cdef int32_t a = A[slot - lo] if lo <= slot <= top else -1
+    if a < 0:
+        return new_var(t, t.push(FAD_CONST, 0, 0, 0.0, 0.0, 0.0), 0.0)
+    return new_var(t, a, t.val[a])
+
+
+def _graph_gradient(Tape t, Var target, sources, str fname):
+    """graph_gradient for the functional API's nested levels (fastad._nest)."""
+    return graph_gradient(t, target, sources, fname)
+
+
+def fresh_copy(Var v):
+    """A new slot (a block for an array) copying v: the mark of a nested level,
+    whose gradient is taken with respect to it alone."""
+    cdef Tape t = v.tape
+    t.check_var(v)
+    if v.shape_ is None:
+        return record1(FAD_COPY, v)
+    m = v.aval.size
+    return copy_block(t, np.arange(v.slot, v.slot + m, dtype=np.int64).reshape(v.shape_),
+                      0.0)
 
 
 # ----------------------------------------------------------------------------------

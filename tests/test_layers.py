@@ -65,6 +65,8 @@ LAYERS = [
     {"_second", "_replay", "_scratch", "_optimize"},
     # sparsity kernels: dependency bit sets over the tape, graph colorings
     {"_sparsity", "_coloring"},
+    # nested transformations: an inner fd.grad records on the outer level's tape
+    {"_nest"},
     # array functions on top of records and slots, and their declarations
     {"_array_math", "_math", "_dual_collections", "_prims"},
     # user-defined primitives (fd.custom_vjp / fd.custom_jvp): their rules run sweeps
@@ -117,7 +119,8 @@ def _imports():
         stem, ext = os.path.splitext(f)
         if ext not in (".py", ".pyx", ".pxd", ".pxi"):
             continue
-        owner = "_core" if f == "_op_codes.pxi" else "_tape" if f == "_ops.pxi" else stem
+        owner = ("_core" if f == "_op_codes.pxi" else
+                 "_tape" if f in ("_ops.pxi", "_partials.pxi") else stem)
         with open(os.path.join(PKG, f)) as fh:
             text = fh.read()
         edges = graph.setdefault(owner, set())

@@ -21,6 +21,7 @@ ROOT = os.path.dirname(HERE)
 HEADER = os.path.join(ROOT, "csrc", "fastad_ops.h")
 OUTPUT = os.path.join(ROOT, "fastad", "_ops.pxi")
 CODES = os.path.join(ROOT, "fastad", "_op_codes.pxi")
+PARTIALS = os.path.join(ROOT, "fastad", "_partials.pxi")
 
 
 def _split_args(text):
@@ -149,6 +150,297 @@ def render(unary, binary):
     return "\n".join(out)
 
 
+# ----------------------------------------------------------------------------------
+# Recordable partials (docs/design/nesting.md, 1.1)
+#
+# Each row's first-partial columns (D1; DA and DB) are C expressions in the table's
+# own operations.  They are parsed here and written to fastad/_partials.pxi as
+# Cython functions that *record* the partial on a tape, one op-table slot per
+# operation, so that a reverse sweep can itself be recorded (create_graph=True) and
+# differentiated again, to any order.  A value `PV` is a slot (s >= 0) or a constant
+# (s == -1, value c); the helpers pv_un / pv_bin (fastad/_tape.pyx) fold constants
+# with fad_eval and push slots otherwise, so every value rounds like the C column.
+
+# C names in the partial columns -> the row (python name) that computes them.
+C_FUNCTIONS = {"fabs": "abs", "pow": "power", "asin": "arcsin", "acos": "arccos",
+               "atan": "arctan", "atan2": "arctan2"}
+C_OPERATORS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}
+
+# The helpers of csrc/fastad_numerics.h that partial columns call, written in the
+# table's operations branch for branch like the C function: (parameters, cases).
+# A case is (conditions, expression); conditions (all must hold) are comparisons of
+# a parameter with a parameter or a number, evaluated on values and recorded as
+# guards on the tape (fd.trace re-records when a replay falls on another branch);
+# None is the final case.  tests/test_nesting_table.py checks each against fad_eval.
+HELPERS = {
+    "fad_sigmoid": (("x",), [(None, "sigmoid(x)")]),
+    "fad_dsigmoid": (("x",), [(None, "sigmoid(x) * sigmoid(-x)")]),
+    "fad_dtanh": (("x", "r"), [
+        ((("x", ">", -1.0), ("x", "<", 1.0)), "1.0 - r * r"),
+        (None, "4.0 * exp(-2.0 * fabs(x)) / ((1.0 + exp(-2.0 * fabs(x)))"
+               " * (1.0 + exp(-2.0 * fabs(x))))")]),
+    "fad_dabs": (("x",), [(None, "sign(x)")]),
+    "fad_step": (("x",), [(None, "sign(relu(x))")]),
+    "fad_dmax_a": (("a", "b"), [((("a", ">", "b"),), "1.0"),
+                                ((("a", "==", "b"),), "0.5"), (None, "0.0")]),
+    "fad_dmin_a": (("a", "b"), [((("a", "<", "b"),), "1.0"),
+                                ((("a", "==", "b"),), "0.5"), (None, "0.0")]),
+    # y * x**(y-1) also at y == 0 (value 0): its derivative in y there is 1/x
+    "fad_pow_dx": (("x", "y"), [((("x", "==", 0.0), ("y", "==", 0.0)), "0.0"),
+                                (None, "y * pow(x, y - 1.0)")]),
+    "fad_pow_dy": (("x", "r"), [((("x", "==", 0.0),), "0.0"), (None, "r * log(x)")]),
+    "fad_hypot_d": (("a", "b", "r"), [
+        ((("r", "==", 0.0),), "0.0"),
+        ((("r", "<", 2.2250738585072014e-308),),
+         "(a * %r) / hypot(a * %r, b * %r)" % ((2.0 ** 600,) * 3)),
+        (None, "a / r")]),
+}
+C_CONSTANTS = ("FAD_LN2", "FAD_LN10", "FAD_2_SQRTPI")
+
+_TOKEN = re.compile(r"\s*(?:(\d+\.\d*(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)|"
+                    r"([A-Za-z_]\w*)|(.))")
+
+
+def parse_expression(text):
+    """A C expression as a tree: ("num", text) | ("name", n) | ("neg", e) |
+    ("op", sym, l, r) | ("call", fname, [args])."""
+    toks = []
+    for num, name, sym in _TOKEN.findall(text):
+        if num:
+            toks.append(("num", num))
+        elif name:
+            toks.append(("name", name))
+        elif sym.strip():
+            toks.append(("sym", sym))
+    pos = [0]
+
+    def peek():
+        return toks[pos[0]] if pos[0] < len(toks) else (None, None)
+
+    def take(sym=None):
+        t = peek()
+        if sym is not None and t != ("sym", sym):
+            raise SystemExit("cannot parse partial %r: expected %r at token %d"
+                             % (text, sym, pos[0]))
+        pos[0] += 1
+        return t
+
+    def expr():
+        node = term()
+        while peek() in (("sym", "+"), ("sym", "-")):
+            node = ("op", take()[1], node, term())
+        return node
+
+    def term():
+        node = unary()
+        while peek() in (("sym", "*"), ("sym", "/")):
+            node = ("op", take()[1], node, unary())
+        return node
+
+    def unary():
+        if peek() == ("sym", "-"):
+            take()
+            return ("neg", unary())
+        return primary()
+
+    def primary():
+        kind, val = take()
+        if kind == "num":
+            return ("num", val)
+        if kind == "name":
+            if peek() == ("sym", "("):
+                take("(")
+                args = [expr()]
+                while peek() == ("sym", ","):
+                    take(",")
+                    args.append(expr())
+                take(")")
+                return ("call", val, args)
+            return ("name", val)
+        if (kind, val) == ("sym", "("):
+            node = expr()
+            take(")")
+            return node
+        raise SystemExit("cannot parse partial %r" % text)
+
+    node = expr()
+    if pos[0] != len(toks):
+        raise SystemExit("cannot parse partial %r: trailing tokens" % text)
+    return node
+
+
+class _Emitter:
+    """Cython statements computing one partial as a PV, from a parsed expression."""
+
+    def __init__(self, ops, indent="    "):
+        self.ops = ops            # python name -> (FAD code name, arity)
+        self.lines = []
+        self.count = 0
+        self.indent = indent
+        self.memo = {}
+
+    def tmp(self):
+        self.count += 1
+        return "v%d" % self.count
+
+    def emit(self, line):
+        self.lines.append(self.indent + line)
+
+    def value(self, node, env):
+        key = (repr(node), tuple(sorted(env.items())))
+        if key in self.memo:
+            return self.memo[key]
+        out = self._value(node, env)
+        self.memo[key] = out
+        return out
+
+    def _value(self, node, env):
+        kind = node[0]
+        if kind == "num":
+            v = self.tmp()
+            self.emit("%s = pv_c(%s)" % (v, node[1]))
+            return v
+        if kind == "name":
+            if node[1] in env:
+                return env[node[1]]
+            if node[1] in C_CONSTANTS:
+                v = self.tmp()
+                self.emit("%s = pv_c(%s)" % (v, node[1]))
+                return v
+            raise SystemExit("partial uses unknown name %r" % node[1])
+        if kind == "neg":
+            x = self.value(node[1], env)
+            v = self.tmp()
+            self.emit("%s = pv_un(t, FAD_NEG, %s)" % (v, x))
+            return v
+        if kind == "op":
+            code = self.ops[C_OPERATORS[node[1]]][0]
+            x, y = self.value(node[2], env), self.value(node[3], env)
+            v = self.tmp()
+            self.emit("%s = pv_bin(t, %s, %s, %s)" % (v, code, x, y))
+            return v
+        name, args = node[1], node[2]
+        if name in HELPERS:
+            return self.helper(name, [self.value(a, env) for a in args])
+        py = C_FUNCTIONS.get(name, name)
+        if py not in self.ops:
+            raise SystemExit("partial calls %r, which is neither a row of the op table "
+                             "nor a helper with a recordable form (HELPERS in "
+                             "tools/gen_ops.py)" % name)
+        code, arity = self.ops[py]
+        if arity != len(args):
+            raise SystemExit("partial calls %s with %d arguments" % (name, len(args)))
+        xs = [self.value(a, env) for a in args]
+        v = self.tmp()
+        if arity == 1:
+            self.emit("%s = pv_un(t, %s, %s)" % (v, code, xs[0]))
+        else:
+            self.emit("%s = pv_bin(t, %s, %s, %s)" % (v, code, xs[0], xs[1]))
+        return v
+
+    def helper(self, name, argvals):
+        params, cases = HELPERS[name]
+        if len(params) != len(argvals):
+            raise SystemExit("%s takes %d arguments" % (name, len(params)))
+        env = dict(zip(params, argvals))
+        out = self.tmp()
+        self.emit("%s = pv_c(0.0)" % out)
+        saved_indent, saved_memo = self.indent, self.memo
+        first = True
+        for conds, text in cases:
+            self.memo = dict(saved_memo)    # a branch's temporaries stay in it
+            if conds is None:
+                if not first:
+                    self.indent = saved_indent
+                    self.emit("else:")
+                    self.indent = saved_indent + "    "
+            else:
+                tests = []
+                for lhs, cmp, rhs in conds:
+                    rv = env[rhs] if isinstance(rhs, str) else "pv_c(%r)" % rhs
+                    tests.append("pv_cmp(t, %s, %s, %s, %r)"
+                                 % (env[lhs], cmp_code(cmp), rv, name))
+                self.indent = saved_indent
+                # every comparison of a case runs (no short-circuit): each records
+                # its guard, so a replay on another branch is always caught
+                self.emit("%s (%s) == %d:" % ("if" if first else "elif",
+                                               " + ".join(tests), len(tests)))
+                self.indent = saved_indent + "    "
+            first = False
+            res = self.value(parse_expression(text), env)
+            self.emit("%s = %s" % (out, res))
+        self.indent, self.memo = saved_indent, saved_memo
+        return out
+
+
+def cmp_code(cmp):
+    return {"<": 0, "<=": 1, "==": 2, "!=": 3, ">": 4, ">=": 5}[cmp]
+
+
+def read_partials(header=HEADER):
+    """(unary rows as (NAME, D1), binary rows as (NAME, DA, DB)) of the header."""
+    with open(header) as f:
+        source = f.read()
+    unary = [(r[0], r[3]) for r in _rows(source, "FAD_UNARY_OPS")]
+    binary = [(r[0], r[3], r[4]) for r in _rows(source, "FAD_BINARY_OPS")]
+    return unary, binary
+
+
+def render_partials(unary, binary):
+    """fastad/_partials.pxi: the recordable first partials of every row."""
+    ops = {}
+    table_u, table_b = read_table()
+    for name, py, *_ in table_u:
+        ops[py] = ("FAD_%s" % name, 1)
+    for name, py, *_ in table_b:
+        ops[py] = ("FAD_%s" % name, 2)
+    out = ["# Generated by tools/gen_ops.py from csrc/fastad_ops.h. Do not edit.",
+           "# Included by fastad/_tape.pyx: the recordable form of each row's first",
+           "# partials (docs/design/nesting.md, 1.1).  A function gets the operands as",
+           "# PVs (a slot, or a constant for the constant forms) and the result slot r.",
+           "# (The constants FAD_LN2, ... are declared in fastad/_core.pxd.)",
+           ""]
+    funcs = []
+
+    def function(fname, text):
+        em = _Emitter(ops)
+        res = em.value(parse_expression(text), {"a": "a", "b": "b", "r": "r"})
+        out.append("cdef PV %s(Tape t, PV a, PV b, PV r) except *:" % fname)
+        out.append("    # %s" % " ".join(text.split()))
+        if em.count:
+            out.append("    cdef PV " + ", ".join("v%d" % k for k in range(1, em.count + 1)))
+        out.extend(em.lines)
+        out.append("    return %s" % res)
+        out.append("")
+
+    for name, d1 in unary:
+        function("_pd_%s" % name, d1)
+        funcs.append(("FAD_%s" % name, "_pd_%s" % name, None))
+    for name, da, db in binary:
+        function("_pd_%s_a" % name, da)
+        function("_pd_%s_b" % name, db)
+        funcs.append(("FAD_%s" % name, "_pd_%s_a" % name, "_pd_%s_b" % name))
+        # x op c: the variable is a, its partial DA; c op x: the variable is b, DB
+        funcs.append(("FAD_%s_C1" % name, "_pd_%s_a" % name, None))
+        funcs.append(("FAD_%s_C0" % name, "_pd_%s_b" % name, None))
+    out.append("cdef partial_fn _PD_A[FAD_NUM_SCALAR_OPS]")
+    out.append("cdef partial_fn _PD_B[FAD_NUM_SCALAR_OPS]")
+    out.append("")
+    out.append("cdef void _init_partials() noexcept:")
+    out.append("    cdef int k")
+    out.append("    for k in range(FAD_NUM_SCALAR_OPS):")
+    out.append("        _PD_A[k] = NULL")
+    out.append("        _PD_B[k] = NULL")
+    for code, fa, fb in funcs:
+        out.append("    _PD_A[%s] = %s" % (code, fa))
+        if fb:
+            out.append("    _PD_B[%s] = %s" % (code, fb))
+    out.append("")
+    out.append("_init_partials()")
+    out.append("")
+    return "\n".join(out)
+
+
 def _write(path, text):
     old = None
     if os.path.exists(path):
@@ -163,6 +455,7 @@ def main(argv=None):
     unary, binary = read_table()
     _write(CODES, render_codes(unary, binary))
     _write(OUTPUT, render(unary, binary))
+    _write(PARTIALS, render_partials(*read_partials()))
     return 0
 
 
