@@ -935,42 +935,50 @@ cdef Py_ssize_t _graph_record(Tape t, int32_t *A, Py_ssize_t lo, object rec,
                 pf = _PD_B[op]
                 _accumulate(t, A, lo, pb.s, pf(t, pa, pb, pr), g)
         return base
-    if cls == "ReduceRecord" or cls == "LayoutRecord":
+    prim = getattr(rec, "prim", None)      # a record driven by its primitive's rules
+    if prim is not None and prim.kind in ("linear", "piecewise_linear") and \
+            len(rec.slots) == 1 and prim.sparsity in ("by_index", "reduce"):
         s0 = rec.slots[0]
         in_shape = tuple(rec.shapes[0])
         m = _count_of(in_shape)
         if s0 < 0:
             return base
-        if cls == "LayoutRecord":
-            # output element k is input element src[k]
-            src = np.arange(m, dtype=np.int64).reshape(in_shape)
-            if rec.kind == "transpose":
-                src = src.transpose(rec.arg)
-            dst = np.ascontiguousarray(src).ravel()     # here: the source of k
+        if prim.sparsity == "by_index":
+            # a layout (reshape, transpose): output element k is input element
+            # src[k], read off the primitive's own forward run on element numbers
+            src = np.asarray(prim.forward([np.arange(m, dtype=np.int64).reshape(in_shape)],
+                                          rec.p)[0])
+            dst = np.ascontiguousarray(src, dtype=np.int64).ravel()
             for k in range(size - 1, -1, -1):
                 g = A[base + k - lo]
                 if g >= 0:
                     _accumulate(t, A, lo, <int32_t>(s0 + dst[k]), pv_c(1.0), g)
             return base
-        axes = tuple(range(len(in_shape))) if rec.axes is None else tuple(rec.axes)
+        # a reduction (sum, mean, max, min) over p["axes"]: input element e feeds
+        # output element dst[e] with the weight the primitive's own VJP gives it
+        # (1 for sum, the argmax mask for max and min); mean divides by the count,
+        # as its first-order rule does, so both give the same bits
+        axes = tuple(rec.p["axes"])
         keep = [1 if a in axes else n for a, n in enumerate(in_shape)]
         dst = np.ascontiguousarray(np.broadcast_to(
             np.arange(size, dtype=np.int64).reshape(keep), in_shape)).ravel()
-        if rec.kind in ("max", "min"):
-            weights = np.ascontiguousarray(rec._weights(rec.values[0], rec.out),
-                                           dtype=np.float64).ravel()
         count = float(m // size) if size else 1.0
+        by_count = prim.name == "mean"
+        if not by_count:
+            ones = np.ones((1,) + out_shape)
+            w = prim.vjp(rec.values, rec.out, rec.res, ones, rec.p, 1)[0]
+            weights = np.ascontiguousarray(np.broadcast_to(w, (1,) + in_shape),
+                                           dtype=np.float64).ravel()
         for e in range(m):
             g = A[base + dst[e] - lo]
             if g < 0:
                 continue
-            if rec.kind == "sum":
-                _accumulate(t, A, lo, <int32_t>(s0 + e), pv_c(1.0), g)
-            elif rec.kind == "mean":
-                # g / count, as the first-order rule divides
+            if by_count:
                 _add_adjoint(t, A, lo, <int32_t>(s0 + e), pv_bin(
                     t, FAD_DIV, pv_s(t, g), pv_c(count)).s)
-            else:
+            elif weights[e] == 1.0:
+                _accumulate(t, A, lo, <int32_t>(s0 + e), pv_c(1.0), g)
+            elif weights[e] != 0.0:
                 _accumulate(t, A, lo, <int32_t>(s0 + e), pv_c(weights[e]), g)
         return base
     if cls == "MatmulRecord" and len(rec.shapes[0]) <= 2 and len(rec.shapes[1]) <= 2:
