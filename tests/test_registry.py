@@ -32,6 +32,8 @@ REFERENCE = {
     "log_softmax": lambda a, axis=-1: sp.log_softmax(a, axis=axis),
     "getitem": lambda a, key: np.asarray(a)[key],
     "array": np.array,
+    # np.reshape takes shape= only from NumPy 2.1 (newshape= before): positional
+    "reshape": lambda a, shape: np.reshape(a, shape),
 }
 
 # fd.__all__ names that are not array functions (API.md sections 1-5, 7-9)
