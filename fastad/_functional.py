@@ -6,7 +6,7 @@ import numpy as np
 
 from fastad._errors import GradientCheckError
 from fastad._nest import nested_args, nested_grads, nesting_tape
-from fastad._pytree import tree_flatten, tree_map, tree_unflatten
+from fastad._pytree import replace_args, tree_flatten, tree_map, tree_unflatten
 from fastad._scratch import _pool, _scratch_tape
 from fastad._tape import (Var, _set_debug_nans, as_source_dtype, float_array,
                           leaf_variable, source_dtype)
@@ -67,28 +67,15 @@ def _leaf_to_var(tape, leaf, where):
 
 
 def _args_to_vars(tape, args, nums, fname):
-    """Replace args[i] (i in nums) by pytrees of leaf Vars; return them too.
+    """Replace args[i] (i in nums) by pytrees of leaf Vars; return them too
+    (fastad._pytree.replace_args: an argument named twice is converted once)."""
+    variable = tape.variable
 
-    An argument named twice in argnums (argnums=(0, 0), or (1, -1) for two
-    arguments) is converted once and its gradient returned twice, as in JAX.
-    """
-    args = list(args)
-    trees = []
-    done = {}
-    for i in nums:
-        if i in done:
-            trees.append(done[i])
-            continue
-        leaves, td = tree_flatten(args[i])
-        where = "%s: argument %d" % (fname, i)
-        variable = tape.variable
+    def leaf_var(leaf, where):
         # plain floats (a list of 10^4 coordinates, say) skip the checks of the
         # general path: it costs about 1 us a leaf, as much as a few operations
-        vars_ = [variable(leaf) if type(leaf) is float else
-                 _leaf_to_var(tape, leaf, where) for leaf in leaves]
-        args[i] = done[i] = tree_unflatten(td, vars_)
-        trees.append(args[i])
-    return args, trees
+        return variable(leaf) if type(leaf) is float else _leaf_to_var(tape, leaf, where)
+    return replace_args(args, nums, leaf_var, fname)
 
 
 # What a shape error on the output of a scalar-valued f suggests instead.

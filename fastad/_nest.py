@@ -13,7 +13,7 @@ section 2.
 import numpy as np
 
 from fastad._errors import TapeError
-from fastad._pytree import tree_flatten, tree_unflatten
+from fastad._pytree import replace_args
 from fastad._scratch import current_level
 from fastad._tape import Var, _graph_gradient, fresh_copy, leaf_variable
 
@@ -34,19 +34,7 @@ def nesting_tape(args, nums):
 
 def nested_args(tape, args, nums, fname):
     """args with args[i] (i in nums) replaced by fresh slots on `tape`; the trees."""
-    args = list(args)
-    trees = []
-    done = {}
-    for i in nums:
-        if i in done:
-            trees.append(done[i])
-            continue
-        leaves, td = tree_flatten(args[i])
-        where = "%s: argument %d" % (fname, i)
-        args[i] = done[i] = tree_unflatten(td, [_fresh(tape, leaf, where)
-                                                for leaf in leaves])
-        trees.append(args[i])
-    return args, trees
+    return replace_args(args, nums, lambda leaf, where: _fresh(tape, leaf, where), fname)
 
 
 def _fresh(tape, leaf, where):

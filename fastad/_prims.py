@@ -366,15 +366,22 @@ def _softmax_second(kind):
     return second
 
 
+def _checked_axes(kind, s, p, empty_ok):
+    """p["axes"] of a reduction-like op on shape s (a saved trace's params come from
+    the file): increasing axes of s, and none empty unless the op has an identity."""
+    axes = p["axes"]
+    if any(not 0 <= a < len(s) for a in axes) or list(axes) != sorted(set(axes)):
+        raise ValueError("%s: axes %s are not increasing axes of a %d-d array"
+                         % (kind, axes, len(s)))
+    if not empty_ok and any(s[a] == 0 for a in axes):
+        raise ValueError("%s over an empty axis" % kind)
+    return axes
+
+
 def _softmax_shape(kind):
     def shape(shapes, p):
         (s,) = shapes
-        axes = p["axes"]
-        if any(not 0 <= a < len(s) for a in axes) or list(axes) != sorted(set(axes)):
-            raise ValueError("%s: axes %s are not increasing axes of a %d-d array"
-                             % (kind, axes, len(s)))
-        if any(s[a] == 0 for a in axes):
-            raise ValueError("%s over an empty axis" % kind)
+        axes = _checked_axes(kind, s, p, empty_ok=False)
         return _reduced_shape(s, axes, p["keepdims"]) if kind == "logsumexp" else s
     return shape
 
@@ -430,12 +437,7 @@ def _reduce_jvp(kind):
 def _reduce_shape(kind):
     def shape(shapes, p):
         (s,) = shapes
-        axes = p["axes"]
-        if any(not 0 <= a < len(s) for a in axes) or list(axes) != sorted(set(axes)):
-            raise ValueError("%s: axes %s are not increasing axes of a %d-d array"
-                             % (kind, axes, len(s)))
-        if kind in ("max", "min") and any(s[a] == 0 for a in axes):
-            raise ValueError("%s over an empty axis" % kind)
+        axes = _checked_axes(kind, s, p, empty_ok=kind not in ("max", "min"))
         return _reduced_shape(s, axes, p["keepdims"])
     return shape
 

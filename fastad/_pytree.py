@@ -137,3 +137,22 @@ def tree_map(fn, tree, *rest):
             raise ValueError("tree_map: the trees have different structures")
         others.append(rl)
     return tree_unflatten(td, [fn(*args) for args in zip(leaves, *others)])
+
+
+def replace_args(args, nums, convert, fname):
+    """(args with args[i], i in nums, rebuilt from convert(leaf, where) of each of
+    its leaves, the rebuilt trees in nums' order).  An argument named twice in nums
+    (argnums=(0, 0), or (1, -1) for two arguments) is converted once and its tree
+    returned twice, as in JAX; `where` is "<fname>: argument <i>" for messages."""
+    args = list(args)
+    trees = []
+    done = {}
+    for i in nums:
+        if i in done:
+            trees.append(done[i])
+            continue
+        leaves, td = tree_flatten(args[i])
+        where = "%s: argument %d" % (fname, i)
+        args[i] = done[i] = tree_unflatten(td, [convert(leaf, where) for leaf in leaves])
+        trees.append(args[i])
+    return args, trees
