@@ -175,7 +175,10 @@ def test_numpy_on_vars_gives_the_entry(name):
         ops = [_on_tape(t, o, s) for o, s in zip(operands, prim.tests[0][0])]
         want = prim.impl(*ops, **params)
         for f in prim.numpy:
-            got = f(*ops, **params)
+            if name == "reshape":   # np.reshape(a, shape=) is NumPy >= 2.1 only
+                got = f(*ops, params["shape"])
+            else:
+                got = f(*ops, **params)
             if prim.kind in ("query", "comparison"):
                 assert np.array_equal(got, want), (name, f)
             else:
