@@ -870,7 +870,9 @@ cdef Py_ssize_t _graph_record(Tape t, int32_t *A, Py_ssize_t lo, object rec,
     and reshape / transpose are linear maps with index structure.  Other records
     are a TypeError naming them (their NumPy rules are not recordable yet).
     Returns the slot the sweep continues below (the record's base)."""
-    cls = type(rec).__name__
+    # which rule applies is read off what the record is (an op-table row, a declared
+    # primitive, the matmul of fastad._arrays), never its class name
+    elementwise = getattr(rec, "op", -1) >= 0
     cdef Py_ssize_t base = rec.base, size = rec.size, k, m, e
     cdef double count
     cdef int32_t g, s0
@@ -887,7 +889,7 @@ cdef Py_ssize_t _graph_record(Tape t, int32_t *A, Py_ssize_t lo, object rec,
         raise TypeError("%s: create_graph from inside the output of the array "
                         "operation %r is not supported yet" % (fname, rec.name))
     out_shape = tuple(rec.out_shape)
-    if cls == "ElementwiseRecord":
+    if elementwise:
         op = rec.op
         kind = fad_op_kind[op]
         if kind not in (FAD_KIND_UNARY, FAD_KIND_BINARY):
@@ -981,7 +983,7 @@ cdef Py_ssize_t _graph_record(Tape t, int32_t *A, Py_ssize_t lo, object rec,
             elif weights[e] != 0.0:
                 _accumulate(t, A, lo, <int32_t>(s0 + e), pv_c(weights[e]), g)
         return base
-    if cls == "MatmulRecord" and len(rec.shapes[0]) <= 2 and len(rec.shapes[1]) <= 2:
+    if rec.name == "matmul" and len(rec.shapes[0]) <= 2 and len(rec.shapes[1]) <= 2:
         return _graph_matmul(t, A, lo, rec)
     raise TypeError(
         "%s: create_graph (and fd.grad of fd.grad) through the array operation %r is "
