@@ -14,20 +14,13 @@ import pytest
 import fastad as fd
 from fastad import _compile
 
+from _compiler import have_cc
 from _op_table_program import N_INPUTS, points, program, x0
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _have_cc():
-    try:
-        return subprocess.run(["cc", "--version"], capture_output=True).returncode == 0
-    except OSError:
-        return False
-
-
-needs_cc = pytest.mark.skipif(not _have_cc() and not os.environ.get("CC"),
-                              reason="no C compiler on this machine")
+needs_cc = pytest.mark.skipif(not have_cc(), reason="no working C compiler ($CC or cc)")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from distributed import Client, LocalCluster
 
 import fastad as fd
 from fastad import _distributed, _trace_file
-from tests._child import run_child
+from _child import run_child
 
 
 @pytest.fixture(scope="module")

@@ -95,8 +95,15 @@ say "collecting the test dependencies into a wheelhouse"
 # resolves them to the base installation, outside the venv)
 offline=()
 if unshare -n true 2> /dev/null; then
-    offline=(unshare -n)
-    say "no network: a new network namespace (unshare -n), pip --no-index"
+    # a new network namespace's loopback starts down; the Dask tests' LocalCluster
+    # talks over 127.0.0.1, so bring lo (and only lo) up inside it
+    ipcmd="$(command -v ip || true)"
+    if [ -n "$ipcmd" ]; then
+        offline=(unshare -n /bin/sh -c "\"$ipcmd\" link set lo up && exec \"\$@\"" sh)
+    else
+        offline=(unshare -n)
+    fi
+    say "no network: a new network namespace (unshare -n, loopback only), pip --no-index"
 else
     say "no network: pip --no-index with no configuration (unshare -n is not permitted here)"
 fi
