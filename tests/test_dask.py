@@ -264,31 +264,39 @@ def test_a_closed_client_fails_fast(client):
 
 def test_a_worker_killed_mid_map_still_gives_every_row(client, many_chunks):
     # array records make the replay slow enough (tens of us a row) to kill a
-    # worker while tasks run; its scattered chunks are lost with it
+    # worker while tasks run; its scattered chunks are lost with it.  A map that
+    # ends before the killer sees a busy worker (a fast machine or NumPy) is run
+    # again on four times the rows, so the kill always happens
     tf = fd.trace(_logistic_arrays, np.zeros(6), W)
-    X = _rows(40000, seed=8)
-    want = tf.grad_batch(X)
     pids = client.run(os.getpid)
     killed = []
 
-    def kill_a_busy_worker():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not killed:
+    def kill_a_busy_worker(done):
+        while not done.is_set() and not killed:
             for w, keys in client.processing().items():
                 if keys and w in pids:
-                    time.sleep(0.2)          # mid-task
+                    time.sleep(0.05)         # mid-task
+                    if done.is_set():        # the map ended meanwhile: not a kill mid-map
+                        return
                     psutil.Process(pids[w]).kill()   # SIGKILL; Windows too
                     killed.append(w)
                     return
-            time.sleep(0.02)
+            time.sleep(0.01)
 
-    t = threading.Thread(target=kill_a_busy_worker)
-    t.start()
-    try:
-        G = tf.grad_batch(X, client=client)
-    finally:
-        t.join()
-        _wait_for_a_new_worker(client, killed)
+    for rows in (40000, 160000, 640000):
+        X = _rows(rows, seed=8)
+        want = tf.grad_batch(X)
+        done = threading.Event()
+        t = threading.Thread(target=kill_a_busy_worker, args=(done,))
+        t.start()
+        try:
+            G = tf.grad_batch(X, client=client)
+        finally:
+            done.set()
+            t.join()
+            _wait_for_a_new_worker(client, killed)
+        if killed:
+            break
     assert killed, "no worker was killed"
     assert np.array_equal(G, want)
 
