@@ -444,3 +444,14 @@ def without_jvp(tape):
         if prim is not None and isinstance(prim.impl, custom_vjp):
             return prim.name
     return None
+
+
+def refuse_forward_mode(tape, fname, instead):
+    """TypeError naming the first custom_vjp on `tape` (forward mode needs a JVP rule
+    it has none of); None when there is none.  `instead` names what works."""
+    name = without_jvp(tape)
+    if name is not None:
+        raise TypeError("%s: the custom primitive %s is a custom_vjp: forward mode needs "
+                        "a JVP rule, which it has none of (declare it with "
+                        "fd.custom_jvp, or use %s)" % (fname, name, instead))
+    return None

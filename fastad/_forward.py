@@ -12,11 +12,11 @@ import numpy as np
 
 from fastad._dual import Dual
 from fastad._errors import TapeError
-from fastad._functional import (_args_to_vars, _leaf_to_var, _normalize_argnums,
+from fastad._functional import (_args_to_vars, _normalize_argnums,
                                 _scratch_tape, aux_values, check_has_aux, scalar_output,
                                 split_aux)
 from fastad._pytree import tree_flatten, tree_unflatten
-from fastad._custom import without_jvp
+from fastad._custom import refuse_forward_mode, without_jvp
 from fastad._second import (hessian_sweep, hvp_sweep, jacobian_forward, reverse_sweep,
                             tangent_sweep, var_slots)
 from fastad._tape import (Tape, Var, as_source_dtype, float_array, grad_dtype,
@@ -180,19 +180,11 @@ def jvp(f, primals, tangents):
         if out_slots is None:
             tan = np.zeros(shape)
         else:
-            _refuse_custom_vjp(tape, "jvp")
+            refuse_forward_mode(tape, "jvp", "fd.vjp / fd.grad")
             tan = tangent_sweep(tape, in_slots, out_slots, seed[None, :], "jvp")[0]
             tan = tan.reshape(shape)
     return value, as_source_dtype(float(tan) if tan.ndim == 0 else tan,
                                   _common_dtype(layout))
-
-
-def _refuse_custom_vjp(tape, fname):
-    name = without_jvp(tape)
-    if name is not None:
-        raise TypeError("%s: the custom primitive %s is a custom_vjp: forward mode needs "
-                        "a JVP rule, which it has none of (declare it with "
-                        "fd.custom_jvp, or use fd.vjp / fd.grad)" % (fname, name))
 
 
 def _float_array(x, where):

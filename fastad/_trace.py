@@ -25,7 +25,7 @@ from fastad._tape import Var, as_source_dtype, grad_dtype
 from fastad._trace_spec import ArgSpec, Path, _leaf_array
 from fastad import _trace_file
 from fastad import _sparse_plan
-from fastad._custom import without_jvp
+from fastad._custom import refuse_forward_mode
 
 try:  # tangent and second-order sweeps (issue 4); absent in a partial build
     from fastad import _second
@@ -272,7 +272,7 @@ class TracedFunction:
 
         def fn(path):
             return lambda tape: (None if path.out_const is not None else
-                                 _forward_mode(tape, "tf.jvp") or
+                                 refuse_forward_mode(tape, "tf.jvp", "tf.grad") or
                                  _second.tangent_sweep(tape, self.input_slots,
                                                        _out_slots(path), vf[None, :],
                                                        "tf.jvp")[0])
@@ -292,7 +292,7 @@ class TracedFunction:
         for a pytree)."""
         def fn(path):
             return lambda tape: (None if path.out_const is not None else
-                                 _forward_mode(tape, "tf.jacobian") or
+                                 refuse_forward_mode(tape, "tf.jacobian", "tf.grad") or
                                  _second.jacobian_forward(tape, self.input_slots,
                                                           _out_slots(path),
                                                           fname="tf.jacobian"))
@@ -612,16 +612,6 @@ def _load_optimized(data, ops_recorded):
     tf = load_bytes(data)
     tf._paths[0].rp.ops_recorded = int(ops_recorded)
     return tf
-
-
-def _forward_mode(tape, fname):
-    """None, or TypeError when a custom_vjp (no JVP rule) is on the tape."""
-    name = without_jvp(tape)
-    if name is not None:
-        raise TypeError("%s: the custom primitive %s is a custom_vjp: forward mode needs "
-                        "a JVP rule, which it has none of (declare it with "
-                        "fd.custom_jvp, or use tf.grad)" % (fname, name))
-    return None
 
 
 def load(path, primitives=None):
