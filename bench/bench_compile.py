@@ -8,7 +8,8 @@ Workload: the extended Rosenbrock loop of bench_core (scalar Python code).  Rows
   trace (tf.compile()), CasADi's SX VM called on a DM, and CasADi's own generated
   C (Function.generate, built with the same compiler and -O1) called on a DM;
 * compile time of a 10^4-operation trace (cold cache, then from the disk cache)
-  and of CasADi's generated C for the same loop;
+  and of CasADi's generated C for the same loop; of a 10^4-operation trace with no
+  repeated blocks (straight-line C), and of a 10^6-operation loop;
 * the optimizer on a 10^6-operation tape (trace time with and without it);
 * eager fd.value_and_grad against evaluating f on plain floats.
 """
@@ -56,6 +57,38 @@ def _casadi(n, x, workdir):
     return vm, gen, build, g
 
 
+def _timed_compile(tf, source):
+    """Seconds one tf.compile() takes; checks where its library came from."""
+    t0 = time.perf_counter()
+    tf.compile()
+    took = time.perf_counter() - t0
+    assert _compile.last_source == source, (_compile.last_source, source)
+    return took
+
+
+def _mix(ops):
+    """f(x) of about 3 * ops operations drawn at random (seeded): no loop to find."""
+    rng = np.random.default_rng(1)
+    steps = [(int(rng.integers(5)), int(rng.integers(50))) for _ in range(ops)]
+
+    def f(x):
+        s = x[0]
+        for kind, j in steps:
+            y = x[j]
+            if kind == 0:
+                s = s * y
+            elif kind == 1:
+                s = fd.sin(s) + y
+            elif kind == 2:
+                s = s - fd.exp(y * 0.1)
+            elif kind == 3:
+                s = fd.tanh(s * y)
+            else:
+                s = s + y * y
+        return s
+    return f
+
+
 def _interleaved(fns, rounds, reps):
     """{name: [best seconds per call of each round]} timing every fn in turn."""
     out = {k: [] for k in fns}
@@ -67,6 +100,7 @@ def _interleaved(fns, rounds, reps):
 
 def run(quick=False):
     rounds, reps = (3, 20) if quick else (7, 200)
+    load0 = os.getloadavg()[0]
     rows = []
     notes = []
     work = tempfile.mkdtemp(prefix="fastad-bench-compile-")
@@ -104,24 +138,53 @@ def run(quick=False):
                 notes.append("CasADi generated C for n=%d built in %s (cc -O1)"
                              % (n, fmt_time(cbuild)))
 
-        # compile time of a 10^4-op trace: cold, then from the disk cache
+        # compile time of a 10^4-op trace: cold (a fresh cache each time), then
+        # from the disk cache
         x = rng.uniform(-1, 1, 1112)
         tf = fd.trace(lambda v: rosenbrock(v, fd), x)
-        t0 = time.perf_counter()
-        tf.compile()
-        cold = time.perf_counter() - t0
-        assert _compile.last_source == "built"
+        colds = []
+        for k in range(1 if quick else 5):
+            os.environ["XDG_CACHE_HOME"] = os.path.join(work, "cold%d" % k)
+            _compile._loaded.clear()
+            colds.append(_timed_compile(tf, "built"))
         _compile._loaded.clear()
-        t0 = time.perf_counter()
-        tf.compile()
-        warm = time.perf_counter() - t0
-        assert _compile.last_source == "disk"
-        notes.append("tf.compile() of a %d-op trace: %s cold (generate C + cc + link), "
-                     "%s from the disk cache" % (len(tf), fmt_time(cold), fmt_time(warm)))
+        warm = _timed_compile(tf, "disk")
+        notes.append("tf.compile() of a %d-op trace (the loop above): %s cold (generate "
+                     "C + cc + link; median of %d, %s..%s), %s from the disk cache"
+                     % (len(tf), fmt_time(float(np.median(colds))), len(colds),
+                        fmt_time(min(colds)), fmt_time(max(colds)), fmt_time(warm)))
         cas = _casadi(1112, x, work)
         if cas is not None:
             notes.append("CasADi generated C of the same loop (value + gradient): "
                          "built in %s" % fmt_time(cas[2]))
+        # a trace without repeated blocks: every operation is a C statement
+        xm = rng.uniform(-1, 1, 50)
+        tm = fd.trace(_mix(300 if quick else 6900), xm)
+        cold = _timed_compile(tm, "built")
+        cm = tm.compile()
+        assert np.array_equal(cm.grad(xm), tm.grad(xm))
+        times = _interleaved({"replay": lambda: tm.value_and_grad(xm),
+                              "compiled": lambda: cm.value_and_grad(xm)}, rounds, reps)
+        notes.append("tf.compile() of a %d-op trace without repeated blocks (a seeded "
+                     "random mix of sin, exp, tanh, *, +, -): %s cold; value+grad %s ns/op "
+                     "compiled vs %s ns/op replayed (medians of round bests)"
+                     % (len(tm), fmt_time(cold), _ns(float(np.median(times["compiled"])),
+                                                    len(tm)),
+                        _ns(float(np.median(times["replay"])), len(tm))))
+        # a 10^6-op loop
+        xb = rng.uniform(-1, 1, 11_112 if quick else 111_112)
+        tb = fd.trace(lambda v: rosenbrock(v, fd), xb)
+        cold = _timed_compile(tb, "built")
+        cb = tb.compile()
+        assert np.array_equal(cb.grad(xb), tb.grad(xb))
+        tcall = _interleaved({"replay": lambda: tb.value_and_grad(xb),
+                              "compiled": lambda: cb.value_and_grad(xb)}, rounds,
+                             max(3, reps // 20))
+        notes.append("tf.compile() of a %d-op trace (the loop, n = %d): %s cold; "
+                     "value+grad %s ns/op compiled vs %s ns/op replayed"
+                     % (len(tb), len(xb), fmt_time(cold),
+                        _ns(float(np.median(tcall["compiled"])), len(tb)),
+                        _ns(float(np.median(tcall["replay"])), len(tb))))
 
         # the optimizer on a long tape
         steps = 50_000 if quick else 250_000
@@ -161,4 +224,5 @@ def run(quick=False):
                             "spread (round bests)", "vs optimized replay"], rows)
     return ("### Optimized and compiled traces, eager path (issue 16)\n\n" + table
             + "\n\n" + "\n".join("- " + s for s in notes)
-            + "\n- load average at the end of the run: %.1f (2 cores, shared)\n" % load)
+            + "\n- load average (1 min) at the start and the end of the run: %.1f, %.1f "
+            "(2 cores, shared)\n" % (load0, load))

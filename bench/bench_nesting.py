@@ -7,7 +7,8 @@
      operations (a loop of sin/mul/add on one scalar);
   3. a gradient-penalty loss, value and gradient of L(w) + ||dL/dx||^2, against one
      value_and_grad of L, for a small tanh MLP written with `@` and again with
-     elementwise products and sums, and torch's create_graph=True version (with @).
+     elementwise products and sums, and torch's create_graph=True version (with @);
+     again for a 64-256-1 MLP with @.
 
 Ratios come from interleaved rounds (A, B, A, B, ...): the median of each and the
 spread (min-max of the per-round ratios), because the machine is shared.  Peers'
@@ -190,13 +191,15 @@ def table_gradient_penalty(quick):
     rows = []
     for net, label in ((mlp_matmul, "W1 @ x"), (mlp, "sum(W1 * x, axis=1)")):
         rows += _penalty_rows(quick, net, label)
+    # wider: the inner matmul's create-graph rule as array operations (from 4096
+    # multiply-adds), where the 8-16-1 net sweeps its 128 products as slots
+    rows += _penalty_rows(quick, mlp_matmul, "W1 @ x", 64, 256)
     return markdown_table(["workload", "code", "median time",
                            "vs fastad value_and_grad (spread)"], rows)
 
 
-def _penalty_rows(quick, net, label):
+def _penalty_rows(quick, net, label, n_in=8, n_hidden=16):
     rng = np.random.default_rng(7)
-    n_in, n_hidden = 8, 16
     p = mlp_params(rng, n_in, n_hidden)
     x = rng.normal(size=n_in)
     vg = fd.value_and_grad(lambda q: net(q, x))
@@ -207,7 +210,9 @@ def _penalty_rows(quick, net, label):
     if torch_fns is not None:
         fns += torch_fns
         labels += ["torch L backward", "torch penalty, create_graph=True"]
-    meds, per = interleaved(fns, 5 if quick else 15, inner=3)
+    # 10 calls a turn: single calls of ~100 us alternating with torch (whose BLAS
+    # threads wake and sleep) scattered the per-round ratios from 0.07 to 25
+    meds, per = interleaved(fns, 5 if quick else 21, inner=10)
     name = "tanh MLP %d-%d-1, %s" % (n_in, n_hidden, label)
     rows = [[name, lab, fmt_time(meds[k]), ratio_cell(per, k, 0)]
             for k, lab in enumerate(labels)]

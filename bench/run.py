@@ -21,7 +21,7 @@ sys.path.insert(0, HERE)  # the suites import each other and _timing as plain mo
 
 from _timing import machine_line  # noqa: E402
 
-SUITES = ["core", "trace", "hessian", "mlp", "fit", "arrays", "compile"]
+SUITES = ["core", "trace", "hessian", "mlp", "fit", "arrays", "compile", "gp"]
 
 
 def load_suite(name):

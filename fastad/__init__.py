@@ -1,7 +1,8 @@
 """fastad: fast automatic differentiation of Python and NumPy code.
 
-The public names are those of ``__all__`` here and of ``fastad.optim`` and
-``fastad.nn``; everything else lives in private modules.
+The public names are those of ``__all__`` here and of ``fastad.optim``,
+``fastad.nn``, ``fastad.special``, ``fastad.stats`` and ``fastad.linalg``; everything
+else lives in private modules.
 """
 from fastad._errors import (CompileError, FastADError, GradientCheckError, TapeError,
                             TraceError)
@@ -15,12 +16,14 @@ from fastad._functional import grad, value_and_grad, check_grad, debug_nans
 from fastad._functional import release_memory
 from fastad._dual import Dual
 from fastad._forward import jvp, vjp, jacobian, hessian, hvp, derivative
-from fastad import optim, nn
+from fastad import optim, nn, special
 from fastad._minimize import minimize
 from fastad._trace import trace, load
 from fastad._sparse import (jacobian_sparsity, sparse_jacobian, hessian_sparsity,
                             sparse_hessian, least_squares)
 from fastad._custom import custom_jvp, custom_vjp
+from fastad import stats
+from fastad import linalg
 
 globals().update(_PUBLIC)
 
@@ -37,7 +40,7 @@ __all__ = [
     "maximum", "minimum", "clip", "where", "floor", "ceil", "erf", "erfc", "sigmoid",
     "relu", "softplus", "logsumexp", "sum", "mean", "prod", "dot", "matmul", "stack",
     "array", "reshape", "transpose", "concatenate", "softmax", "log_softmax",
-    "optim", "nn", "minimize", "trace", "load",
+    "optim", "nn", "special", "stats", "linalg", "minimize", "trace", "load",
     "jacobian_sparsity", "sparse_jacobian", "hessian_sparsity", "sparse_hessian",
     "least_squares",
     "custom_vjp", "custom_jvp",

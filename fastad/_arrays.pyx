@@ -21,6 +21,8 @@ cimport cython
 from libc.string cimport memset, memcpy
 from libc.stdint cimport uint8_t, int32_t
 
+import math
+
 import numpy as np
 cimport numpy as cnp
 
@@ -33,12 +35,23 @@ import fastad._tape as _tape
 
 cnp.import_array()
 
-# Arrays smaller than this keep the core's per-element scalar slots.  Recording
-# costs about the same on both paths up to ~64 elements (a record's fixed ~5 us of
-# Python and NumPy calls against the core's index bookkeeping), but scalar slots
-# replay in C without the GIL (fd.trace), so tiny arrays stay there.  From 16 up,
-# records win: the MLP benchmark's (32,) temporaries cost 15 us each as slots.
+# Arrays smaller than this keep the core's per-element scalar slots (the array
+# operations other than elementwise ones: sums, softmax, ...).  Scalar slots replay
+# in C without the GIL (fd.trace), so tiny arrays stay there; from 16 up a record's
+# one rule beats a chain of slots.
 RECORD_MIN_SIZE = 16
+
+# Elementwise operations whose operands the core can read as runs of slots (an
+# array Var with a number, a scalar Var, a Var or a float64 array of its shape:
+# fastad._tape.fits_slot_block) stay scalar slots up to this size: the core
+# records them from one C loop with no NumPy calls, ~0.9 us + 3 ns per element
+# recorded and swept, against a record's ~4.5 us + 10 ns per element of Python
+# and NumPy calls.  Measured (100-op chains, 2-core x86_64, 2026-12-02): slots
+# 0.95 / 2.0 / 3.3 / 6.0 us per op at 32 / 128 / 256 / 512 elements, records 4.6 /
+# 5.1 / 7.7 / 10.4; records win from ~1000.  Broadcasting operands take the
+# core's general slot path (NumPy index arithmetic, ~5-14 us), so they record
+# from RECORD_MIN_SIZE as every other array operation does.
+ELEMENTWISE_RECORD_MIN_SIZE = 256
 
 # op code -> NumPy ufunc of the op's name (the value kernel when there is one)
 _UFUNC = {}
@@ -121,6 +134,15 @@ cdef object _adj_view(object adj, Py_ssize_t slot, object shape):
     for d in shape:
         size *= d
     return adj[slot:slot + size].reshape(shape)
+
+
+cdef object block_view(object buf, Py_ssize_t slot, object shape):
+    """The rows of an operand in an (n, k) block as an array of shape + (k,): a view
+    (the rows of a C-contiguous block are contiguous), directions on the last axis."""
+    cdef Py_ssize_t size = 1
+    for d in shape:
+        size *= d
+    return buf[slot:slot + size].reshape(tuple(shape) + (buf.shape[1],))
 
 
 def unbroadcast(g, shape):
@@ -213,6 +235,19 @@ cdef class ArrayRecord:
                 view = adj_dot[s:s + size]
                 view += np.asarray(unbroadcast(np.asarray(gi), sh),
                                    dtype=np.float64).reshape(-1)
+
+    # -- block sweeps: all k directions of an (n, k) tangent block in one call.  A
+    #    record class without block rules runs its one-direction rules per column.
+
+    def tangent_block(self, val, tan):
+        """tan[block, :] from tan[inputs, :] for every column (direction) of tan."""
+        for j in range(tan.shape[1]):
+            self.tangent(val, tan[:, j])
+
+    def hvp_block(self, val, tan, adj, adjd):
+        """hvp for every column of tan (n, k) and adjd (n, k) at once."""
+        for j in range(tan.shape[1]):
+            self.hvp(val, tan[:, j], adj, adjd[:, j])
 
     def _curvature(self, grads, g, tans, values, out):
         """grads[i] += (d/de J_i(x + e tans)^T) g for every operand i with a gradient
@@ -424,20 +459,74 @@ cdef class ElementwiseRecord(ArrayRecord):
         ga, gb = self._partials(g, self.out_shape)
         return [ga, gb][:self.arity]
 
+    def tangent_block(self, val, tan):
+        self._load(val)
+        shape, k = self.out_shape, tan.shape[1]
+        parts = self._partials(np.ones(shape), shape)
+        t = np.zeros(tuple(shape) + (k,))
+        for i in range(self.arity):
+            if parts[i] is not None:
+                t += parts[i][..., None] * block_view(tan, self.slots[i], self.shapes[i])
+        tan[self.base:self.base + self.size] = t.reshape(self.size, k)
+
+    def hvp_block(self, val, tan, adj, adjd):
+        """hvp for k directions: the partials and second partials once, each applied
+        along the last (direction) axis.  Zero adjoints contribute exactly zero, as
+        in the kernels (an infinite partial on a branch no adjoint reaches)."""
+        self._load(val)
+        shape, k = tuple(self.out_shape), tan.shape[1]
+        b0, b1 = self.base, self.base + self.size
+        values, out = self.values, self.out
+        g = np.asarray(adj[b0:b1]).reshape(shape)
+        gd = np.asarray(adjd[b0:b1]).reshape(shape + (k,))
+        parts = self._partials(np.ones(shape), shape)
+        a = np.broadcast_to(values[0], shape)
+        b = np.broadcast_to(values[1], shape) if self.arity == 2 else a
+        hxx, hxy, hyy = _second_partials(self.op, self.arity, a, b, out)
+        T = [block_view(tan, s, sh) if s >= 0 else None
+             for s, sh in zip(self.slots, self.shapes)]
+        if self.arity == 1:
+            T.append(None)
+        live = (g != 0.0)[..., None]
+        with np.errstate(all="ignore"):
+            for i, (h_a, h_b) in enumerate(((hxx, hxy), (hxy, hyy))[:self.arity]):
+                if parts[i] is None:
+                    continue
+                gi = np.where(gd != 0.0, parts[i][..., None] * gd, 0.0)
+                # only the Var operands' curvature terms (see _curvature)
+                c = None if T[0] is None else h_a[..., None] * T[0]
+                if T[1] is not None:
+                    c = h_b[..., None] * T[1] if c is None else c + h_b[..., None] * T[1]
+                if c is not None:
+                    gi = gi + np.where(live, g[..., None] * c, 0.0)
+                view = block_view(adjd, self.slots[i], self.shapes[i])
+                view += unbroadcast(gi, tuple(self.shapes[i]) + (k,))
+
     def _curvature(self, grads, g, tans, values, out):
         # the second partials come from the op table, like the first ones
         shape = self.out_shape
         a = np.broadcast_to(values[0], shape)
         b = np.broadcast_to(values[1], shape) if self.arity == 2 else a
         hxx, hxy, hyy = _second_partials(self.op, self.arity, a, b, out)
-        ta = np.broadcast_to(tans[0], shape) if tans[0] is not None else 0.0
+        # Only the Var operands' terms: a constant's tangent is zero, but its
+        # partials need not be finite (pow's d/db is r log(a), NaN for a < 0 in
+        # x ** 3), and 0 * NaN would poison the curvature
+        ta = np.broadcast_to(tans[0], shape) if tans[0] is not None else None
         tb = np.broadcast_to(tans[1], shape) if self.arity == 2 and tans[1] is not None \
-            else 0.0
+            else None
         with np.errstate(all="ignore"):
-            if grads[0] is not None:
-                grads[0] = grads[0] + unbroadcast(g * (hxx * ta + hxy * tb), self.shapes[0])
-            if self.arity == 2 and grads[1] is not None:
-                grads[1] = grads[1] + unbroadcast(g * (hxy * ta + hyy * tb), self.shapes[1])
+            for i, (h_a, h_b) in enumerate(((hxx, hxy), (hxy, hyy))[:self.arity]):
+                if grads[i] is None:
+                    continue
+                c = None if ta is None else h_a * ta
+                if tb is not None:
+                    c = h_b * tb if c is None else c + h_b * tb
+                if c is not None:
+                    # grads[i] is _partials' output-shaped array (hvp sums it onto
+                    # the operand once): the term joins it in that shape.  Summed to
+                    # the operand's shape here, hvp broadcast it back and summed it
+                    # again: a broadcast operand's curvature came out size-fold
+                    grads[i] = grads[i] + g * c
 
 
 cdef object _second_partials(int op, int arity, object a, object b, object r):
@@ -460,20 +549,28 @@ cdef object _second_partials(int op, int arity, object a, object b, object r):
 def elementwise(int op, x, y=None):
     """Record op(x) or op(x, y) (NumPy broadcasting) as one record, or return
     NotImplemented when the output is small enough for scalar slots."""
+    operands = (x,) if y is None else (x, y)
+    cdef Py_ssize_t size = max([_size(o) for o in operands])
+    if size < RECORD_MIN_SIZE or (size < ELEMENTWISE_RECORD_MIN_SIZE
+                                  and _tape.fits_slot_block(x, y)):
+        return NotImplemented
     cdef ElementwiseRecord rec = ElementwiseRecord.__new__(ElementwiseRecord)
     rec.op = op
     rec.name = fad_op_name[op].decode()
-    if y is None:
-        rec.arity = 1
-        operands = (x,)
-    else:
-        rec.arity = 2
-        operands = (x, y)
-    sizes = [(<Var>o).aval.size if type(o) is Var and (<Var>o).shape_ is not None
-             else np.size(o) for o in operands]
-    if max(sizes) < RECORD_MIN_SIZE:
-        return NotImplemented
+    rec.arity = len(operands)
     return _record(rec, operands, ("x", "y"))
+
+
+cdef Py_ssize_t _size(object o):
+    """Elements of an operand; np.size of a float costs ~2 us, this ~20 ns."""
+    t = type(o)
+    if t is Var:
+        return 1 if (<Var>o).shape_ is None else (<Var>o).aval.size
+    if t is float or t is int:
+        return 1
+    if t is np.ndarray:
+        return (<cnp.ndarray>o).size
+    return np.size(o)
 
 
 # ----------------------------------------------------------------------------------
@@ -514,6 +611,129 @@ cdef class MatmulRecord(ArrayRecord):
 
     def _curvature(self, grads, g, tans, values, out):
         _multilinear_curvature(self, grads, g, tans, values, out)
+
+    def tangent_block(self, val, tan):
+        subs = _MATMUL_SUBS.get((len(self.shapes[0]), len(self.shapes[1])))
+        if subs is None:          # batched: one direction at a time
+            ArrayRecord.tangent_block(self, val, tan)
+        else:
+            _einsum_tangent_block(self, subs[0], subs[1], val, tan)
+
+    def hvp_block(self, val, tan, adj, adjd):
+        subs = _MATMUL_SUBS.get((len(self.shapes[0]), len(self.shapes[1])))
+        if subs is None:
+            ArrayRecord.hvp_block(self, val, tan, adj, adjd)
+        else:
+            _einsum_hvp_block(self, subs[0], subs[1], val, tan, adj, adjd)
+
+
+# -- block rules of the multilinear records, through einsum: the directions get a
+#    letter of their own on the last axis of every tangent and dotted adjoint
+
+_MATMUL_SUBS = {(1, 1): (("j", "j"), ""), (1, 2): (("j", "jk"), "k"),
+                (2, 1): (("ij", "j"), "i"), (2, 2): (("ij", "jk"), "ik")}
+
+
+def _free_letter(subs):
+    used = set("".join(subs))
+    for c in "KZYXWVUTSRQPONMLJIHGFEDCBA":
+        if c not in used:
+            return c
+    return None
+
+
+# Below this many multiply-adds np.einsum's own loop beats tensordot's ~15 us of
+# Python around its GEMM (one direction through an (80, 50) matrix: 4,000; fifty
+# directions: 200,000).
+_CONTRACT_BLAS_MIN = 1 << 15
+
+
+def _multiply_adds(subs, ops):
+    """The product of the sizes of every letter of a two-operand einsum."""
+    size = {}
+    for sub, op in zip(subs, ops):
+        for c, n in zip(sub, np.shape(op)):
+            size[c] = n
+    return math.prod(size.values())
+
+
+def _contract(subs, out_sub, ops):
+    """np.einsum(",".join(subs) + "->" + out_sub, *ops), through BLAS (tensordot)
+    for the two-operand products the block rules of matmul and einsum records
+    make: every letter once per operand, the shared ones summed, every other one
+    kept.  np.einsum without a path runs its own loops: a (80, 50) matrix times
+    50 directions took ~58 us there against ~5 us in tensordot's GEMM.  Anything
+    else (a batch letter in both operands and the output, a letter summed within
+    one operand) goes to np.einsum."""
+    if len(ops) == 2:
+        a, b = subs
+        if (len(set(a)) == len(a) and len(set(b)) == len(b)
+                and _multiply_adds(subs, ops) >= _CONTRACT_BLAS_MIN):
+            shared = [c for c in a if c in b]
+            rest = [c for c in a if c not in shared] + [c for c in b if c not in shared]
+            if (not any(c in out_sub for c in shared) and len(rest) == len(out_sub)
+                    and set(rest) == set(out_sub)):
+                r = np.tensordot(ops[0], ops[1],
+                                 axes=([a.index(c) for c in shared],
+                                       [b.index(c) for c in shared]))
+                perm = [rest.index(c) for c in out_sub]
+                return r if perm == sorted(perm) else r.transpose(perm)
+    return np.einsum(",".join(subs) + "->" + out_sub, *ops)
+
+
+def _einsum_vjp_block(ins, j, shape_j, operands, cot_sub, cot, K):
+    """Operand j's cotangent, shape_j + (k,): einsum of the cotangent (cot_sub) with
+    every other operand (sub, value), the direction letter K kept."""
+    target = ins[j]
+    avail = set(cot_sub).union(*[set(sub) for sub, _ in operands])
+    kept = "".join(c for c in target if c in avail)
+    gi = _contract([cot_sub] + [sub for sub, _ in operands], kept + K,
+                   [cot] + [v for _, v in operands])
+    k = gi.shape[-1]
+    # a letter only operand j carries was summed away: constant along that axis
+    gi = gi.reshape([shape_j[i] if c in avail else 1 for i, c in enumerate(target)]
+                    + [k])
+    return np.broadcast_to(gi, tuple(shape_j) + (k,))
+
+
+def _einsum_tangent_block(rec, ins, out_sub, val, tan):
+    rec._load(val)
+    K, k = _free_letter(list(ins) + [out_sub]), tan.shape[1]
+    t = np.zeros(tuple(rec.out_shape) + (k,))
+    for i, s in enumerate(rec.slots):
+        if s < 0:
+            continue
+        subs = [sub + K if m == i else sub for m, sub in enumerate(ins)]
+        vals = [block_view(tan, s, rec.shapes[i]) if m == i else v
+                for m, v in enumerate(rec.values)]
+        t += _contract(subs, out_sub + K, vals)
+    tan[rec.base:rec.base + rec.size] = t.reshape(rec.size, k)
+
+
+def _einsum_hvp_block(rec, ins, out_sub, val, tan, adj, adjd):
+    """adjd[operand j] += J_j^T adjd[block] (k directions) + the curvature: operand
+    j's vjp of adj[block] with another operand i replaced by its k tangents."""
+    rec._load(val)
+    K, k = _free_letter(list(ins) + [out_sub]), tan.shape[1]
+    b0, b1 = rec.base, rec.base + rec.size
+    shape = tuple(rec.out_shape)
+    g = np.asarray(adj[b0:b1]).reshape(shape)
+    gd = np.asarray(adjd[b0:b1]).reshape(shape + (k,))
+    T = [block_view(tan, s, sh) if s >= 0 else None
+         for s, sh in zip(rec.slots, rec.shapes)]
+    for j, s in enumerate(rec.slots):
+        if s < 0:
+            continue
+        others = [(ins[m], rec.values[m]) for m in range(len(ins)) if m != j]
+        gj = _einsum_vjp_block(ins, j, rec.shapes[j], others, out_sub + K, gd, K)
+        for i, ti in enumerate(T):
+            if i == j or ti is None:
+                continue
+            swapped = [(ins[m] + K, ti) if m == i else (ins[m], rec.values[m])
+                       for m in range(len(ins)) if m != j]
+            gj = gj + _einsum_vjp_block(ins, j, rec.shapes[j], swapped, out_sub, g, K)
+        view = block_view(adjd, s, rec.shapes[j])
+        view += gj
 
 
 def _multilinear_curvature(rec, grads, g, tans, values, out):
@@ -628,6 +848,18 @@ cdef class EinsumRecord(ArrayRecord):
 
     def _curvature(self, grads, g, tans, values, out):
         _multilinear_curvature(self, grads, g, tans, values, out)
+
+    def tangent_block(self, val, tan):
+        if _free_letter(list(self.ins) + [self.out_sub]) is None:
+            ArrayRecord.tangent_block(self, val, tan)
+        else:
+            _einsum_tangent_block(self, self.ins, self.out_sub, val, tan)
+
+    def hvp_block(self, val, tan, adj, adjd):
+        if _free_letter(list(self.ins) + [self.out_sub]) is None:
+            ArrayRecord.hvp_block(self, val, tan, adj, adjd)
+        else:
+            _einsum_hvp_block(self, self.ins, self.out_sub, val, tan, adj, adjd)
 
 
 def einsum(subscripts, *operands):

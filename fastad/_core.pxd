@@ -31,6 +31,11 @@ cdef extern from "fastad_ops.h" nogil:
     const double FAD_LN2
     const double FAD_LN10
     const double FAD_2_SQRTPI
+    const double FAD_SQRTPI_2
+    const double FAD_SQRT2PI
+    const double FAD_1_SQRT2PI
+    const double FAD_SQRT_2_PI
+    const double FAD_SQRT1_2
 
 cdef extern from "fastad_vec.h" nogil:
     int fad_value_array(int op, Py_ssize_t n, const double *A, Py_ssize_t sa,

@@ -36,6 +36,7 @@ import numpy as np
 from fastad import _generic
 from fastad._dual import Dual
 from fastad._registry import Primitive
+from fastad._pytree import tree_flatten
 from fastad._scratch import _scratch_tape
 from fastad._second import hvp_sweep, reverse_sweep, tangent_sweep, var_slots
 from fastad._tape import Var, leaf_variable, sum as _sum
@@ -240,6 +241,14 @@ class custom_vjp(_CustomBase):
             if not isinstance(r, tuple) or len(r) != 2:
                 raise TypeError("custom primitive %s: fwd must return (out, residuals), "
                                 "got %s" % (name, type(r).__name__))
+            if any(type(leaf) is Var for leaf in tree_flatten(r[1])[0]):
+                # a Var fwd closed over: its derivative would be lost, and the tape
+                # would hold a Var of its own (Vars do not take part in the cyclic
+                # GC, for speed: nothing a tape holds may hold one of its Vars)
+                raise TypeError("custom primitive %s: fwd's residuals hold a Var, a "
+                                "value closed over from the function being "
+                                "differentiated (its derivative would be lost); pass "
+                                "it to the primitive as an argument" % name)
             return _check_out(name, "fwd", r[0]), r[1]
 
         def vjp(values, out, res, G, p, needs):

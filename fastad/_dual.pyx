@@ -102,8 +102,9 @@ cdef object _number(object x, str argname):
     if type(x) is int or type(x) is bool:
         return int_to_double(x, argname)
     if isinstance(x, _tape.Var):
-        raise TypeError("%s: a Dual cannot be combined with a Var (forward mode over "
-                        "a tape is not supported; use fd.jvp or fd.hvp)" % argname)
+        raise TypeError("%s: a Dual cannot be combined with a Var (a hand-made Dual "
+                        "carries no level; use fd.derivative or fd.jvp, which nest "
+                        "inside fd.grad and the other transformations)" % argname)
     if isinstance(x, (numbers.Real, np.bool_)):
         return float(x)
     if isinstance(x, np.ndarray):
@@ -239,7 +240,9 @@ cdef class Dual:
             self.v = value
         elif isinstance(value, (Dual, _tape.Var)):
             raise TypeError("Dual: value must be a real number, got %s (nested Duals "
-                            "are not supported)" % type(value).__name__)
+                            "are not supported: for higher derivatives nest the "
+                            "transformations, e.g. fd.derivative(fd.derivative(f)))"
+                            % type(value).__name__)
         elif isinstance(value, (complex, np.complexfloating)):
             raise TypeError("Dual: value must be real, got complex")
         elif isinstance(value, numbers.Real):

@@ -17,10 +17,15 @@ from fastad._functional import (_args_to_vars, _normalize_argnums,
                                 split_aux)
 from fastad._pytree import tree_flatten, tree_unflatten
 from fastad._custom import refuse_forward_mode, without_jvp
+from fastad._nest import (DUAL_ACTIVE, DualRetry, check_no_dual_level, depends_on_level,
+                          enter_dual, leave_dual, level_jacobian, level_jvp, level_vjp, nested_args,
+                          nesting_tape)
+from fastad._scratch import current_level, recording_level
 from fastad._second import (hessian_sweep, hvp_sweep, jacobian_forward, reverse_sweep,
                             tangent_sweep, var_slots)
 from fastad._tape import (Tape, Var, as_source_dtype, float_array, grad_dtype,
                           source_dtype, stack)
+from fastad._tape import sum as fd_sum
 
 __all__ = ["jvp", "vjp", "jacobian", "hessian", "hvp", "derivative"]
 
@@ -55,6 +60,13 @@ def _output(tape, out, fname):
     A Var (scalar or array), a number, an ndarray, or a list/tuple of scalar Vars
     and numbers (stacked into a 1-D output).
     """
+    var, value, shape = _output_var(tape, out, fname)
+    return value, (None if var is None else var_slots(var)), shape
+
+
+def _output_var(tape, out, fname):
+    """What f returned, as (Var or None for a constant, value, shape): _output's
+    cases, the Var kept for a nested level to differentiate."""
     if isinstance(out, (list, tuple)) and any(type(e) is Var for e in tree_flatten(out)[0]):
         try:
             out = stack([stack(e) if isinstance(e, (list, tuple)) else e for e in out])
@@ -69,8 +81,7 @@ def _output(tape, out, fname):
             raise TapeError("%s: f returned a Var recorded on another tape, not one "
                             "computed from its arguments" % fname)
         value = out.value
-        return (float(value) if out.shape == () else np.array(value)), var_slots(out), \
-            out.shape
+        return out, (float(value) if out.shape == () else np.array(value)), out.shape
     if isinstance(out, Dual):
         raise TypeError("%s: f returned a Dual; use fd.derivative for Dual numbers, "
                         "or return a Var" % fname)
@@ -85,7 +96,7 @@ def _output(tape, out, fname):
         raise TypeError("%s: f must return a number, an array or a Var, got %s"
                         % (fname, type(out).__name__))
     arr = arr.astype(np.float64)
-    return (float(arr) if arr.ndim == 0 else arr), None, arr.shape
+    return None, (float(arr) if arr.ndim == 0 else arr), arr.shape
 
 
 def _split(flat_block, layout, lead_shape, treedef):
@@ -131,6 +142,10 @@ def jvp(f, primals, tangents):
     ``f`` is recorded once and the recording is swept forwards once (a tangent
     sweep): the derivative of every output along one input direction.
 
+    Inside another transformation (called on its Vars, or while it records) it
+    records on that transformation's tape and returns Vars, which the outer one
+    differentiates in turn: every transformation nests in every other.
+
     Parameters
     ----------
     f : callable
@@ -153,11 +168,16 @@ def jvp(f, primals, tangents):
     (9.0, 6.0)
     """
     _check_callable(f, "jvp")
+    if DUAL_ACTIVE:
+        check_no_dual_level()
     primals = _as_tuple(primals, "primals", "jvp")
     tangents = _as_tuple(tangents, "tangents", "jvp")
     if len(primals) != len(tangents):
         raise ValueError("jvp: primals and tangents must have the same length, got %d "
                          "and %d" % (len(primals), len(tangents)))
+    outer = nesting_tape(primals, range(len(primals)))
+    if outer is not None:
+        return _nested_jvp(outer, f, primals, tangents)
     with _scratch_tape() as tape:
         out, flat = _record(f, primals, range(len(primals)), tape, "jvp", {})
         value, out_slots, shape = _output(tape, out, "jvp")
@@ -187,6 +207,49 @@ def jvp(f, primals, tangents):
                                   _common_dtype(layout))
 
 
+def _nested_jvp(tape, f, primals, tangents):
+    """fd.jvp inside another transformation: (value, J @ tangents) as Vars of the
+    outer tape (the tangents may be its Vars too)."""
+    call, trees = nested_args(tape, primals, range(len(primals)), "jvp")
+    var, value, shape = _output_var(tape, f(*call), "jvp")
+    leaves, tans = [], []
+    for i, (tree, t) in enumerate(zip(trees, tangents)):
+        lv, td = tree_flatten(tree)
+        tl, ttd = tree_flatten(t)
+        if ttd != td:
+            raise ValueError("jvp: tangents[%d] must have the structure of "
+                             "primals[%d]" % (i, i))
+        for v, tv in zip(lv, tl):
+            leaves.append(v)
+            tans.append(_level_operand(tape, tv, v.shape, "jvp: tangents[%d]" % i,
+                                       "its primal"))
+    if var is None:
+        return value, _zeros(shape)
+    return var, level_jvp(tape, var, leaves, tans, "jvp")
+
+
+def _level_operand(tape, x, shape, where, whose):
+    """A tangent, cotangent or direction of a nested level: a Var of the outer
+    tape or a float array, of the given shape (ValueError naming `where`)."""
+    if type(x) is Var:
+        if x.tape is not tape:
+            raise TapeError("%s is a Var of another tape than the outer level's" % where)
+        got = x.shape
+    else:
+        x = _float_array(x, where)
+        got = x.shape
+        if x.ndim == 0:
+            x = float(x)
+    if tuple(got) != tuple(shape):
+        raise ValueError("%s has shape %s, %s has shape %s"
+                         % (where, tuple(got), whose, tuple(shape)))
+    return x
+
+
+def _zeros(shape):
+    return 0.0 if tuple(shape) == () else np.zeros(shape)
+
+
 def _float_array(x, where):
     """x as a float64 ndarray: TypeError naming `where` and what it got (its dtype
     for an array), ValueError for an int beyond float64's range."""
@@ -202,6 +265,10 @@ def vjp(f, *primals, has_aux=False):
     ``f`` is run and recorded once; ``vjp_fn(u)`` sweeps the kept recording
     backwards, so it may be called any number of times with different
     cotangents ``u`` (each of the shape of ``f``'s output).
+
+    Inside another transformation (called on its Vars, or while it records) it
+    records on that transformation's tape and returns Vars, which the outer one
+    differentiates in turn: every transformation nests in every other.
 
     With ``has_aux=True``, ``f`` returns a pair ``(output, aux)`` and the result
     is ``(value, vjp_fn, aux)``, ``aux`` with its Vars replaced by their values.
@@ -220,8 +287,13 @@ def vjp(f, *primals, has_aux=False):
     """
     _check_callable(f, "vjp")
     check_has_aux(has_aux, "vjp")
+    if DUAL_ACTIVE:
+        check_no_dual_level()
+    outer = nesting_tape(primals, range(len(primals)))
+    if outer is not None:
+        return _nested_vjp(outer, f, primals, has_aux)
     tape = Tape()
-    with tape:
+    with recording_level(tape):     # kept for vjp_fn; what f calls records on it
         out, flat = _record(f, primals, range(len(primals)), tape, "vjp", {})
         if has_aux:
             out, aux = split_aux(out, "vjp")
@@ -255,6 +327,55 @@ def vjp(f, *primals, has_aux=False):
     return value, vjp_fn
 
 
+def _nested_call(tape, f, args, nums, fname, has_aux, kwargs):
+    """f run inside another transformation, on fresh slots of its tape for
+    args[nums]: (output Var or None, value, output shape, (leaves, treedef) of
+    each differentiated argument, aux)."""
+    call, trees = nested_args(tape, args, nums, fname)
+    out = f(*call, **kwargs)
+    aux = None
+    if has_aux:
+        out, aux = split_aux(out, fname)
+    var, value, shape = _output_var(tape, out, fname)
+    return var, value, shape, [tree_flatten(t) for t in trees], aux
+
+
+def _per_argument(flat, items):
+    """items, one per leaf in flat's order, rebuilt as one tree per argument."""
+    result, first = [], 0
+    for lv, td in flat:
+        result.append(tree_unflatten(td, items[first:first + len(lv)]))
+        first += len(lv)
+    return result
+
+
+def _nested_vjp(tape, f, primals, has_aux):
+    """fd.vjp inside another transformation: the value and vjp_fn give Vars of
+    the outer tape; aux stays as f returned it (the outer level may use it)."""
+    var, value, shape, flat, aux = _nested_call(tape, f, primals,
+                                                range(len(primals)), "vjp", has_aux, {})
+    leaves = [v for lv, _ in flat for v in lv]
+
+    def vjp_fn(cotangent):
+        c = _level_operand(tape, cotangent, shape, "vjp_fn: cotangent",
+                           "f's output")
+        if var is None:
+            grads = [_zeros(v.shape) for v in leaves]
+        else:
+            if type(c) is Var and depends_on_level(tape, c, leaves):
+                raise TypeError(
+                    "vjp_fn: the cotangent depends on this fd.vjp's own primals (it "
+                    "was computed from f's output, say) inside another "
+                    "transformation; compute it from the outer variables before "
+                    "calling fd.vjp, or use fd.grad of the product")
+            grads = level_vjp(tape, var, c, leaves, "vjp_fn")
+        return tuple(_per_argument(flat, grads))
+
+    vjp_fn.__name__ = "vjp_%s" % getattr(f, "__name__", "f")
+    value = value if var is None else var
+    return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
+
+
 # ----------------------------------------------------------------------------------
 # jacobian
 
@@ -265,6 +386,10 @@ def jacobian(f, argnums=0, has_aux=False):
     ``f`` is recorded once; the Jacobian comes from forward sweeps when there are
     fewer inputs than outputs and from reverse sweeps otherwise, several
     directions per sweep.
+
+    Inside another transformation (called on its Vars, or while it records) it
+    records on that transformation's tape and returns Vars, which the outer one
+    differentiates in turn: every transformation nests in every other.
 
     Returns
     -------
@@ -286,7 +411,12 @@ def jacobian(f, argnums=0, has_aux=False):
     check_has_aux(has_aux, "jacobian")
 
     def jacobian_f(*args, **kwargs):
+        if DUAL_ACTIVE:
+            check_no_dual_level()
         nums = _normalize_argnums(argnums, len(args), "jacobian")
+        outer = nesting_tape(args, nums)
+        if outer is not None:
+            return _nested_jacobian(outer, f, args, nums, argnums, has_aux, kwargs)
         with _scratch_tape() as tape:
             out, flat = _record(f, args, nums, tape, "jacobian", kwargs)
             if has_aux:
@@ -314,6 +444,20 @@ def jacobian(f, argnums=0, has_aux=False):
     return _wrap_name(jacobian_f, f, "jacobian")
 
 
+def _nested_jacobian(tape, f, args, nums, argnums, has_aux, kwargs):
+    """fd.jacobian inside another transformation: blocks as Vars of the outer tape."""
+    var, _, shape, flat, aux = _nested_call(tape, f, args, nums, "jacobian", has_aux,
+                                            kwargs)
+    leaves = [v for lv, _ in flat for v in lv]
+    if var is None:
+        blocks = [_zeros(tuple(shape) + tuple(v.shape)) for v in leaves]
+    else:
+        blocks = level_jacobian(tape, var, leaves, "jacobian")
+    results = _per_argument(flat, blocks)
+    J = tuple(results) if isinstance(argnums, tuple) else results[0]
+    return (J, aux) if has_aux else J
+
+
 # ----------------------------------------------------------------------------------
 # second order
 
@@ -328,14 +472,18 @@ def _as_array_if_numbers(x):
     return x
 
 
-def _second_order_inputs(tape, args, argnums, fname):
+def _second_order_inputs(tape, args, argnums, fname, nested=False):
     """Leaf Vars for args[argnums] on `tape`: (call args, leaves, treedef of the
-    differentiated tree: args[argnums] for an int, their tuple for a tuple)."""
+    differentiated tree: args[argnums] for an int, their tuple for a tuple).
+    nested: `tape` is an outer level's, the leaves are fresh slots on it."""
     nums = _normalize_argnums(argnums, len(args), fname)
     args = list(args)
     for i in nums:
         args[i] = _as_array_if_numbers(args[i])
-    call, trees = _args_to_vars(tape, args, nums, fname)
+    if nested:
+        call, trees = nested_args(tape, args, nums, fname)
+    else:
+        call, trees = _args_to_vars(tape, args, nums, fname)
     tree = tuple(trees) if isinstance(argnums, tuple) else trees[0]
     leaves, td = tree_flatten(tree)
     return call, leaves, td
@@ -372,6 +520,10 @@ def hessian(f, argnums=0):
     over the recording; each sweep handles many unit directions, so an n-input
     Hessian costs a few passes, not n gradients.
 
+    Inside another transformation (called on its Vars, or while it records) it
+    records on that transformation's tape and returns Vars, which the outer one
+    differentiates in turn: every transformation nests in every other.
+
     Parameters
     ----------
     f : callable
@@ -402,6 +554,11 @@ def hessian(f, argnums=0):
     _normalize_argnums(argnums, 1 << 30, "hessian")     # its type, checked early
 
     def hessian_f(*args, **kwargs):
+        if DUAL_ACTIVE:
+            check_no_dual_level()
+        outer = nesting_tape(args, _normalize_argnums(argnums, len(args), "hessian"))
+        if outer is not None:
+            return _nested_hessian(outer, f, args, argnums, kwargs)
         with _scratch_tape() as tape:
             call, leaves, td = _second_order_inputs(tape, args, argnums, "hessian")
             target = _scalar_target(tape, f(*call, **kwargs), "hessian")
@@ -417,12 +574,30 @@ def hessian(f, argnums=0):
     return _wrap_name(hessian_f, f, "hessian")
 
 
+def _nested_hessian(tape, f, args, argnums, kwargs):
+    """fd.hessian inside another transformation: the gradient's create-graph
+    sweep, then one more per gradient element (a tree of trees of Var blocks)."""
+    call, leaves, td = _second_order_inputs(tape, args, argnums, "hessian", nested=True)
+    target = _scalar_target(tape, f(*call, **kwargs), "hessian")
+    if target is None:
+        rows = [[_zeros(tuple(a.shape) + tuple(b.shape)) for b in leaves]
+                for a in leaves]
+    else:
+        g = level_vjp(tape, target, 1.0, leaves, "hessian")
+        rows = [level_jacobian(tape, ga, leaves, "hessian") for ga in g]
+    return tree_unflatten(td, [tree_unflatten(td, row) for row in rows])
+
+
 def hvp(f, argnums=0):
     """Return a function computing ``H(x) @ v`` for scalar-valued ``f``.
 
     The Hessian is never formed: ``f`` is recorded once, then one tangent sweep
     and one second-order reverse sweep give the product, for a small multiple of
     the cost of one gradient.
+
+    Inside another transformation (called on its Vars, or while it records) it
+    records on that transformation's tape and returns Vars, which the outer one
+    differentiates in turn: every transformation nests in every other.
 
     Parameters
     ----------
@@ -452,6 +627,11 @@ def hvp(f, argnums=0):
             raise TypeError("hvp: the function takes f's arguments and then v, got %d "
                             "argument(s)" % len(args))
         *args, v = args
+        if DUAL_ACTIVE:
+            check_no_dual_level()
+        outer = nesting_tape(args, _normalize_argnums(argnums, len(args), "hvp"))
+        if outer is not None:
+            return _nested_hvp(outer, f, args, v, argnums, kwargs)
         with _scratch_tape() as tape:
             call, leaves, td = _second_order_inputs(tape, args, argnums, "hvp")
             in_slots, layout = _leaf_slots(leaves)
@@ -467,10 +647,27 @@ def hvp(f, argnums=0):
     return _wrap_name(hvp_f, f, "hvp")
 
 
-def _direction(v, leaves, td, m, argnums):
-    """hvp's v flattened in the leaves' order; it must have their structure and
-    shapes (a flat list of numbers standing for an array argument may be an array
-    or a list)."""
+def _nested_hvp(tape, f, args, v, argnums, kwargs):
+    """fd.hvp inside another transformation: two create-graph sweeps, H v as Vars
+    of the outer tape (v may be its Vars too)."""
+    call, leaves, td = _second_order_inputs(tape, args, argnums, "hvp", nested=True)
+    parts = _direction_parts(v, leaves, td, argnums,
+                             lambda x, leaf: _level_operand(tape, x, leaf.shape, "hvp: v",
+                                                            "x"))
+    target = _scalar_target(tape, f(*call, **kwargs), "hvp")
+    if target is None:
+        return tree_unflatten(td, [_zeros(leaf.shape) for leaf in leaves])
+    g = level_vjp(tape, target, 1.0, leaves, "hvp")
+    s = None
+    for gb, vb in zip(g, parts):
+        term = gb * vb if gb.shape == () else fd_sum(gb * vb)
+        s = term if s is None else s + term
+    return tree_unflatten(td, level_vjp(tape, s, 1.0, leaves, "hvp"))
+
+
+def _direction_leaves(v, leaves, td, argnums):
+    """hvp's v as one entry per leaf; it must have the leaves' structure (a flat
+    list of numbers standing for an array argument may be an array or a list)."""
     if isinstance(argnums, tuple) and isinstance(v, (tuple, list)):
         v = type(v)(_as_array_if_numbers(e) for e in v)
     else:
@@ -478,10 +675,22 @@ def _direction(v, leaves, td, m, argnums):
     vl, vtd = tree_flatten(v)
     if vtd != td:
         if len(leaves) == 1 and td.kind == "leaf":
-            vl = [v]
-        else:
-            raise ValueError("hvp: v must have the structure of the differentiated "
-                             "argument%s" % ("s" if isinstance(argnums, tuple) else ""))
+            return [v]
+        raise ValueError("hvp: v must have the structure of the differentiated "
+                         "argument%s" % ("s" if isinstance(argnums, tuple) else ""))
+    return vl
+
+
+def _direction_parts(v, leaves, td, argnums, convert):
+    """hvp's v cut into one entry per leaf, each convert(entry, leaf)."""
+    return [convert(vv, leaf)
+            for leaf, vv in zip(leaves, _direction_leaves(v, leaves, td, argnums))]
+
+
+def _direction(v, leaves, td, m, argnums):
+    """hvp's v flattened in the leaves' order; it must have their structure and
+    shapes."""
+    vl = _direction_leaves(v, leaves, td, argnums)
     out = np.empty(m)
     k = 0
     for leaf, vv in zip(leaves, vl):
@@ -561,6 +770,20 @@ def derivative(f):
     may return a number, a Dual, or a list or array of them (the derivative then
     has that shape).
 
+    It nests with every transformation, as ``fd.grad`` does:
+    ``fd.derivative(fd.derivative(f))`` is ``f''``, and ``f`` may call
+    ``fd.grad``, ``fd.jacobian``, ... or another ``fd.derivative``.  A Dual
+    carries no level of its own, so when ``f`` calls a transformation, the Dual
+    evaluation stops there and ``f`` runs again on a tape (forward mode as in
+    :func:`fastad.jvp`), where each level is kept apart:
+    ``d/dx [x * d/dy (x + y)] = 1``.  That first call runs the part of ``f``
+    before the inner transformation twice; later calls of the same
+    ``derivative_f`` go to the tape at once.  So does a ``TypeError`` of the Dual
+    evaluation (NumPy's linear algebra on an array of Duals): ``f`` runs again
+    on a tape, which takes every array operation fastad has.  Called inside another
+    transformation (on a Var, or while one is recording), it records on that
+    transformation's tape and returns Vars.
+
     Examples
     --------
     >>> fd.derivative(fd.sin)(0.0)
@@ -570,8 +793,74 @@ def derivative(f):
     """
     _check_callable(f, "derivative")
 
+    on_tape = []      # non-empty once f was seen calling a transformation
+
     def derivative_f(x, *args, **kwargs):
-        t = _tangent_of(f(Dual(_scalar_point(x), 1.0), *args, **kwargs), "derivative")
-        return as_source_dtype(t, grad_dtype(x))
+        if DUAL_ACTIVE:
+            check_no_dual_level()
+        outer = x.tape if type(x) is Var else current_level()
+        if outer is not None:
+            return _nested_derivative(outer, f, x, args, kwargs)
+        if isinstance(x, Dual):
+            raise TypeError("derivative: x is a Dual; a Dual holding Duals is not "
+                            "supported: nest the transformations instead, e.g. "
+                            "fd.derivative(fd.derivative(f))(x) for f''(x)")
+        x0 = _scalar_point(x)
+        dual_error = None
+        if not on_tape:
+            enter_dual()
+            try:
+                out = f(Dual(x0, 1.0), *args, **kwargs)
+            except DualRetry:
+                on_tape.append(True)
+            except TypeError as e:
+                # Duals are scalars: NumPy code that meets one inside an array it
+                # cannot compute on (np.linalg.det of an array of Duals raises
+                # UFuncTypeError, a TypeError) works on Vars, so f runs again on a
+                # tape below (fd.jvp's way)
+                dual_error = e
+            else:
+                return as_source_dtype(_tangent_of(out, "derivative"), grad_dtype(x))
+            finally:
+                leave_dual()
+        if dual_error is None:
+            return as_source_dtype(_tape_derivative(f, x0, args, kwargs), grad_dtype(x))
+        try:
+            result = _tape_derivative(f, x0, args, kwargs)
+        except Exception as tape_error:
+            # it fails on a tape too: that error is the one reported
+            raise tape_error from dual_error
+        on_tape.append(True)             # later calls go to the tape directly
+        return as_source_dtype(result, grad_dtype(x))
 
     return _wrap_name(derivative_f, f, "derivative")
+
+
+def _tape_derivative(f, x0, args, kwargs):
+    """f'(x0) by a tangent sweep over a recording of f: fd.derivative of an f that
+    calls other transformations (they nest on this tape, each its own level)."""
+    with _scratch_tape() as tape:
+        xv = tape.variable(x0)
+        var, value, shape = _output_var(tape, f(xv, *args, **kwargs), "derivative")
+        if var is None:
+            return _zeros(shape)
+        refuse_forward_mode(tape, "derivative", "fd.grad")
+        tan = tangent_sweep(tape, var_slots(xv), var_slots(var), np.ones((1, 1)),
+                            "derivative")[0].reshape(shape)
+    return float(tan) if tan.ndim == 0 else tan
+
+
+def _nested_derivative(tape, f, x, args, kwargs):
+    """fd.derivative inside another transformation: f' at a fresh slot of the
+    outer tape, by reverse-over-reverse (fastad._nest.level_jvp), as a Var."""
+    if type(x) is Var:
+        if x.shape != ():
+            raise ValueError("derivative: x must be a scalar, got a Var of shape %s"
+                             % (x.shape,))
+    else:
+        x = _scalar_point(x)
+    (xs,), trees = nested_args(tape, (x,), [0], "derivative")
+    var, value, shape = _output_var(tape, f(xs, *args, **kwargs), "derivative")
+    if var is None:
+        return _zeros(shape)
+    return level_jvp(tape, var, [xs], [1.0], "derivative")

@@ -5,7 +5,8 @@ import numbers
 import numpy as np
 
 from fastad._errors import GradientCheckError
-from fastad._nest import nested_args, nested_grads, nesting_tape
+from fastad._nest import (DUAL_ACTIVE, check_no_dual_level, nested_args, nested_grads,
+                          nesting_tape)
 from fastad._pytree import replace_args, tree_flatten, tree_map, tree_unflatten
 from fastad._scratch import _pool, _scratch_tape
 from fastad._tape import (Var, _set_debug_nans, as_source_dtype, float_array,
@@ -58,9 +59,10 @@ def _leaf_to_var(tape, leaf, where):
     """A leaf Var of `leaf`; a bad leaf is a TypeError naming `where` and what it
     got (its dtype for an array), an int beyond float64 a ValueError."""
     if type(leaf) is Var:
-        raise TypeError("%s is a Var: this transformation does not nest inside "
-                        "another one yet (fd.grad and fd.value_and_grad do, to any "
-                        "order; see docs/higher_order.md)" % where)
+        # fastad._nest.nesting_tape sends any argument holding a Var to the
+        # nested path; a Var here would have escaped that check
+        raise TypeError("%s is a Var of no transformation level this call can "
+                        "record on" % where)
     if isinstance(leaf, (complex, np.complexfloating)):
         raise TypeError("%s must be real, got complex" % where)
     return leaf_variable(tape, leaf, where)
@@ -196,6 +198,8 @@ def _value_and_grad(f, argnums, fname, has_aux=False):
     check_has_aux(has_aux, fname)
 
     def value_and_grad_f(*args, **kwargs):
+        if DUAL_ACTIVE:
+            check_no_dual_level()  # inside fd.derivative's Dual evaluation: retry
         nums = _normalize_argnums(argnums, len(args), fname)
         outer = nesting_tape(args, nums)
         if outer is not None:
@@ -224,7 +228,9 @@ def _value_and_grad(f, argnums, fname, has_aux=False):
             if target is None:
                 grads = [_zeros_like_vars(t) for t in trees]
             else:
-                grads = tape.gradient(target, trees)
+                # one argument (the common case) skips the pytree walk of the list
+                grads = ([tape.gradient(target, trees[0])] if len(trees) == 1
+                         else tape.gradient(target, trees))
         grads = tuple(grads) if isinstance(argnums, tuple) else grads[0]
         if has_aux:
             return (value, aux), grads

@@ -10,9 +10,9 @@ of the Primitive it was recorded from,
     tangent            prim.jvp(values, out, res, T, p)
     hvp                prim.second(...), or vjp(Gd) for a linear primitive
 
-with the directions on a leading axis (T, G, Gd are (k,) + shape).  Today's sweeps
-hand a record one direction at a time, so k = 1 here; a block sweep passes k > 1 to
-the same rules.  A rule may return a cotangent broadcast against its operand (a
+with the directions on a leading axis (T, G, Gd are (k,) + shape): the reverse
+sweep passes k = 1, the block sweeps of fastad._second (forward tangents and
+second order for fd.jacobian, fd.hessian, fd.hvp) all k directions at once.  A rule may return a cotangent broadcast against its operand (a
 view of another shape): the accumulation below sums it back to the operand's shape.
 """
 import math
@@ -74,6 +74,55 @@ class GenericRecord(ArrayRecord):
                                 self._directions(tan), g, gd, self.p, self.needs)
         self._add(adj_dot, grads)
 
+    def tangent_block(self, val, tan):
+        """tangent for all k columns of tan (n, k): the rule's k axis is the columns."""
+        prim = self.prim
+        if prim.jvp is None:
+            raise TypeError("%s: the primitive has no JVP rule (forward mode needs one)"
+                            % prim.name)
+        self._load(val)
+        k = tan.shape[1]
+        t = prim.jvp(self.values, self.out, self.res, self._block_directions(tan),
+                     self.p)
+        t = np.broadcast_to(np.asarray(t), (k,) + tuple(self.out_shape))
+        tan[self.base:self.base + self.size] = t.reshape(k, self.size).T
+
+    def hvp_block(self, val, tan, adj, adjd):
+        """hvp for all k columns of tan and adjd (n, k) in one call of the rule."""
+        prim = self.prim
+        self._load(val)
+        k = tan.shape[1]
+        b0, b1 = self.base, self.base + self.size
+        gd = np.ascontiguousarray(np.asarray(adjd[b0:b1]).T).reshape(
+            (k,) + tuple(self.out_shape))
+        if prim.second is None:
+            grads = prim.vjp(self.values, self.out, self.res, gd, self.p, self.needs)
+        else:
+            g = np.asarray(adj[b0:b1]).reshape(self.out_shape)
+            grads = prim.second(self.values, self.out, self.res,
+                                self._block_directions(tan), g, gd, self.p, self.needs)
+        for s, sh, gi in zip(self.slots, self.shapes, grads):
+            if s < 0 or gi is None:
+                continue
+            # (k or 1,) + a shape that broadcasts to the operand's: the direction
+            # axis moved last (the block's columns), then summed over any axes the
+            # cotangent was broadcast along, the direction axis kept
+            gi = np.asarray(gi)
+            gi = np.moveaxis(np.broadcast_to(gi, (k,) + gi.shape[1:]), 0, -1)
+            target = tuple(sh) + (k,)
+            if gi.ndim < len(target):
+                gi = gi.reshape((1,) * (len(target) - gi.ndim) + gi.shape)
+            gi = np.broadcast_to(unbroadcast(gi, target), target)
+            view = adjd[s:s + math.prod(sh)]
+            view += gi.reshape(-1, k)
+
+    def _block_directions(self, tan):
+        """Each operand's k tangents as a (k,) + shape array, None for constants."""
+        k = tan.shape[1]
+        return [None if s < 0 else
+                np.ascontiguousarray(np.asarray(tan[s:s + math.prod(sh)]).T)
+                .reshape((k,) + sh) for s, sh in zip(self.slots, self.shapes)]
+
     def _directions(self, tan):
         """Each operand's tangent as a (1,) + shape array, None for constants."""
         return [None if s < 0 else
@@ -115,7 +164,12 @@ def new_record(prim, p):
 
 def bind(prim, operands, p):
     """Record prim(*operands) with params p as one GenericRecord; the result Var."""
-    rec = new_record(prim, p)
+    return record(new_record(prim, p), operands)
+
+
+def record(rec, operands):
+    """Record the unrecorded GenericRecord rec (new_record) on its operands; the
+    result Var (rec.res then holds its forward's residuals)."""
     out = _arrays.record(rec, tuple(operands), _names(len(operands)))
     needs = 0
     for i, s in enumerate(rec.slots):

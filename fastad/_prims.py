@@ -19,15 +19,8 @@ NumPy a Var's plain values would silently detach the result from the tape.
 import numpy as np
 
 from fastad import _array_math, _arrays, _dual_collections as _dc, _generic, _math, _registry, _tape
-from fastad._registry import Primitive, declare
-from fastad._tape import OP_INFO, Var
-
-
-def _row(*shapes, dom=None, **params):
-    """A test row: operand specs (a shape tuple is a random array, a list of shapes
-    a list of arrays, anything else a constant passed as is), params, and the
-    interval each random operand is drawn from (default (-1, 1))."""
-    return shapes, params, dom
+from fastad._registry import Primitive, declare, test_row as _row
+from fastad._tape import OP_INFO, SPECIAL_ROWS, Var
 
 
 # ----------------------------------------------------------------------------------
@@ -93,13 +86,6 @@ def _pair_parse(fname):
 
 def _inner_parse(a, b):
     return (a, b), {}
-
-
-def _einsum_parse(subscripts, *operands, **kw):
-    kw.pop("optimize", None)
-    _no_out("einsum", kw.pop("out", None), kw.pop("dtype", None))
-    _no_extra("einsum", kw)
-    return (subscripts,) + operands, {}
 
 
 def _reshape_parse(a, *args, **kw):
@@ -302,22 +288,33 @@ def _softmax_forward(kind):
         x, axes = values[0], p["axes"]
         if kind == "softmax":
             return _softmax_of(x, axes), None
-        lse = _lse(x, axes)
+        # logsumexp and log_softmax keep the probabilities as their residual: every
+        # rule reads them, and they come from the forward's own exp and sum (the
+        # same operations as _softmax_of, so the same bits)
+        z, m = _shifted(x, axes)
         with np.errstate(all="ignore"):
+            e = np.exp(z)
+            s = e.sum(axis=axes, keepdims=True)
+            lse = np.log(s)
+            lse += m
+            probs = e / s
             if kind == "logsumexp":
                 return (lse if p["keepdims"] else
-                        lse.reshape(_reduced_shape(x.shape, axes, False))), None
-            return x - lse, None
+                        lse.reshape(_reduced_shape(x.shape, axes, False))), probs
+            return x - lse, probs
     return forward
 
 
-def _probs(kind, values, out, p):
-    return out if kind == "softmax" else _softmax_of(values[0], p["axes"])
+def _probs(kind, values, out, p, res=None):
+    if kind == "softmax":
+        return out
+    # the forward's residual; None where the rule runs without a forward first
+    return res if res is not None else _softmax_of(values[0], p["axes"])
 
 
 def _softmax_vjp(kind):
     def vjp(values, out, res, G, p, needs):
-        P = _probs(kind, values, out, p)
+        P = _probs(kind, values, out, p, res)
         ax = _lead(p["axes"])
         if kind == "logsumexp":
             return (G.reshape((G.shape[0],) + _keep_shape(values[0].shape, p["axes"]))
@@ -331,7 +328,7 @@ def _softmax_vjp(kind):
 def _softmax_jvp(kind):
     def jvp(values, out, res, T, p):
         t = T[0]
-        P = _probs(kind, values, out, p)
+        P = _probs(kind, values, out, p, res)
         s = (P * t).sum(axis=_lead(p["axes"]), keepdims=True)
         if kind == "logsumexp":
             return s.reshape((t.shape[0],) + _reduced_shape(values[0].shape, p["axes"],
@@ -350,7 +347,7 @@ def _softmax_second(kind):
         t = T[0]
         if t is None:
             return (grad,)
-        P = _probs(kind, values, out, p)
+        P = _probs(kind, values, out, p, res)
         axes = p["axes"]
         ax = _lead(axes)
         with np.errstate(all="ignore"):
@@ -552,7 +549,9 @@ for _code, _name, _arity, _dom in OP_INFO:
     declare(Primitive(
         _name, getattr(_tape, _name), "elementwise", numpy=_numpy,
         methods=_OPERATORS.get(_name, ()),
-        public=None if _name in _NOT_PUBLIC else _name, parse=_ufunc_parse(_name),
+        # the special-function rows are fd.special.<name> (fastad/special.py)
+        public=None if _name in _NOT_PUBLIC or _name in SPECIAL_ROWS else _name,
+        parse=_ufunc_parse(_name),
         op=_code, reduce=_REDUCE.get(_name), record=_arrays.elementwise, tests=_rows,
         sparsity="elementwise"))
 del _code, _name, _arity, _dom, _uf, _numpy, _rows
@@ -676,10 +675,7 @@ declare(Primitive(
     "inner", _inner, "front_end", numpy=(np.inner,), parse=_inner_parse,
     tests=(_row((4,), (4,)), _row((3,), (2, 3)), _row((2, 2, 3), (4, 3)),
            _row((), (3,)))))
-declare(Primitive(
-    "einsum", _arrays.einsum, "multilinear", numpy=(np.einsum,), parse=_einsum_parse,
-    tests=(_row("ij,jk->ik", (3, 4), (4, 5)), _row("ij,ij->", (5, 4), (5, 4)),
-           _row("i,j", (3,), (4,)))))
+# einsum ('...', the sublist form, diagonals) is a front end in fastad._prims_array
 
 # ----------------------------------------------------------------------------------
 # Layout
@@ -751,3 +747,12 @@ declare(Primitive("ndim", _ndim, "query", numpy=(np.ndim,), parse=_one_parse,
                   tests=(_row((3, 4)),)))
 declare(Primitive("size", _size, "query", numpy=(np.size,), parse=_size_parse,
                   tests=(_row((3, 4)), _row((3, 4), axis=1))))
+
+# Linear algebra (numpy.linalg): its own module, declared after the core entries
+from fastad import _prims_linalg  # noqa: E402,F401
+from fastad import _prims_array  # noqa: E402,F401  the rest of NumPy's array API
+from fastad import _prims_numpy_misc  # noqa: E402,F401  and its everyday odds and ends
+# numpy.linalg's decompositions (eigh, svd, qr, pinv) and norm, matrix_power,
+# multi_dot; scipy.linalg's triangular and Cholesky solves (SciPy never imported here)
+from fastad import _prims_decomp  # noqa: E402,F401
+from fastad import _prims_scipy_linalg  # noqa: E402,F401

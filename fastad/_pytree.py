@@ -12,6 +12,7 @@ walk over a TreeDef (flatten, rebuild, ==, hash, the trace file's encoder and
 decoder) far inside Python's recursion limit and the C stack, whatever
 sys.setrecursionlimit says.
 """
+import numpy as np
 
 # Levels of lists / tuples / dicts a user's pytree may nest.
 MAX_DEPTH = 100
@@ -151,8 +152,14 @@ def replace_args(args, nums, convert, fname):
         if i in done:
             trees.append(done[i])
             continue
-        leaves, td = tree_flatten(args[i])
         where = "%s: argument %d" % (fname, i)
-        args[i] = done[i] = tree_unflatten(td, [convert(leaf, where) for leaf in leaves])
+        a = args[i]
+        if type(a) is np.ndarray or type(a) is float:
+            # a bare array or float, the common case: it is its own only leaf
+            args[i] = done[i] = convert(a, where)
+        else:
+            leaves, td = tree_flatten(a)
+            args[i] = done[i] = tree_unflatten(td, [convert(leaf, where)
+                                                    for leaf in leaves])
         trees.append(args[i])
     return args, trees

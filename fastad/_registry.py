@@ -19,6 +19,7 @@ goes to `impl`.  Dual (level 1) is the only one today; Var's operations still li
 in `impl`, so Var sets neither.
 """
 import functools
+import sys
 
 import numpy as np
 
@@ -120,6 +121,15 @@ BY_OP: dict = {}          # op-table code -> elementwise Primitive
 BY_UFUNC_NAME: dict = {}  # ufunc name -> elementwise Primitive (ufuncs that are not NumPy's)
 METHODS: dict = {}        # Var method name -> impl of the Primitive that backs it
 PUBLIC: dict = {}         # fd.<name> -> the public function
+SCIPY_SPECIAL: dict = {}  # scipy.special ufunc name -> Primitive, beyond the rows' names
+
+
+def test_row(*shapes, dom=None, **params):
+    """A row of an entry's `tests` (tests/test_registry.py): operand specs (a shape
+    tuple is a random array, a list of shapes a list of arrays, anything else a
+    constant passed as is), params, and the interval each random operand is drawn
+    from (default (-1, 1))."""
+    return shapes, params, dom
 
 
 def declare(prim):
@@ -273,13 +283,45 @@ def bind_elementwise(op, operands):
 # ----------------------------------------------------------------------------------
 # NumPy's protocols on Vars (Var.__array_ufunc__ / __array_function__ call these)
 
+def declare_scipy_special(name, prim):
+    """scipy.special.<name> on Vars is `prim` (fastad.special: compositions such as
+    betaln, and the names SciPy spells otherwise, psi for digamma)."""
+    if name in SCIPY_SPECIAL:
+        raise ValueError("scipy.special.%s is claimed twice" % name)
+    SCIPY_SPECIAL[name] = prim
+
+
 def ufunc_entry(ufunc):
     """The elementwise or contraction entry of a ufunc: NumPy's by object; another
-    library's (scipy.special.erf) by its name, when an op-table row has that name."""
+    library's (scipy.special.erf) by its name, when an op-table row has that name;
+    scipy.special's other ufuncs with an entry in SCIPY_SPECIAL when the ufunc is
+    the one scipy.special holds under that name (looked up in sys.modules: only
+    if the user has imported SciPy, which fastad never does)."""
     prim = BY_NUMPY.get(ufunc)
     if prim is None:
-        prim = BY_UFUNC_NAME.get(getattr(ufunc, "__name__", None))
+        name = getattr(ufunc, "__name__", None)
+        prim = BY_UFUNC_NAME.get(name)
+        if prim is None and name in SCIPY_SPECIAL:
+            mod = sys.modules.get("scipy.special")
+            if mod is not None and getattr(mod, name, None) is ufunc:
+                prim = SCIPY_SPECIAL[name]
     return prim
+
+
+def qualified_name(func):
+    """A NumPy callable's name with its module, as users write it:
+    numpy.linalg.eigh, numpy.cumsum, scipy.special.loggamma (SciPy's ufuncs carry
+    no __module__: looked up in scipy.special when it is imported, never importing
+    it); another library's ufunc by its name alone."""
+    name = getattr(func, "__name__", None) or repr(func)
+    module = getattr(func, "__module__", None)
+    if module is not None:
+        return "%s.%s" % (module, name)
+    for home in ("numpy", "scipy.special"):
+        mod = sys.modules.get(home)
+        if mod is not None and getattr(mod, name, None) is func:
+            return "%s.%s" % (home, name)
+    return name
 
 
 def array_ufunc(ufunc, method, inputs, kwargs):
@@ -292,8 +334,9 @@ def array_ufunc(ufunc, method, inputs, kwargs):
                         "ufunc, and %s.reduce)" % (name, method, "/".join(
                             p.name for p in REGISTRY.values() if p.reduce is not None)))
     if prim is None:
-        raise TypeError("fastad: numpy.%s is not supported on Vars (it would detach "
-                        "the result from the tape); use fastad's functions" % name)
+        raise TypeError("fastad: %s is not supported on Vars (it would detach "
+                        "the result from the tape); use fastad's functions"
+                        % qualified_name(ufunc))
     operands, params = prim.parse(*inputs, **kwargs)
     return prim.impl(*operands, **params)
 
@@ -312,7 +355,7 @@ def _ufunc_reduce(name, prim, inputs, kwargs):
 def array_function(func, args, kwargs):
     prim = BY_NUMPY.get(func)
     if prim is None:
-        raise TypeError("fastad: numpy.%s is not supported on Vars (it would detach "
-                        "the result from the tape)" % getattr(func, "__name__", func))
+        raise TypeError("fastad: %s is not supported on Vars (it would detach "
+                        "the result from the tape)" % qualified_name(func))
     operands, params = prim.parse(*args, **kwargs)
     return prim.impl(*operands, **params)

@@ -271,11 +271,15 @@ cdef int forward_tangents(Tape t, object tan, Py_ssize_t lo, Py_ssize_t hi,
         base = rec.base
         if base > cur:
             _tangent_c(t, &tv[0, 0], k, cur, base - 1)
-        meth = _record_method(rec, "tangent", fname)
         if val is None:
             val = np.asarray(<double[:t.n]>t.val)
-        for j in range(k):
-            meth(val, tan[:, j])
+        meth = getattr(rec, "tangent_block", None)
+        if meth is not None:
+            meth(val, tan)        # all k directions in one call of the record's rules
+        else:                     # a record class of one direction at a time
+            meth = _record_method(rec, "tangent", fname)
+            for j in range(k):
+                meth(val, tan[:, j])
         cur = base + rec.size
     if cur <= hi:
         _tangent_c(t, &tv[0, 0], k, cur, hi)
@@ -299,11 +303,15 @@ cdef int second_adjoints(Tape t, object tan, object adj, object adjd, Py_ssize_t
         end = base + rec.size
         if cur >= end:
             _second_c(t, &tv[0, 0], &av[0], &dv[0, 0], k, cur, end)
-        meth = _record_method(rec, "hvp", fname)
         if val is None:
             val = np.asarray(<double[:t.n]>t.val)
-        for j in range(k):
-            meth(val, tan[:, j], adj, adjd[:, j])
+        meth = getattr(rec, "hvp_block", None)
+        if meth is not None:
+            meth(val, tan, adj, adjd)
+        else:
+            meth = _record_method(rec, "hvp", fname)
+            for j in range(k):
+                meth(val, tan[:, j], adj, adjd[:, j])
         rec.backward(adj)
         cur = base - 1
     if cur >= lo:

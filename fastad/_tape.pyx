@@ -27,6 +27,7 @@ cimport numpy as cnp
 from fastad._core cimport *
 from fastad._errors import TapeError
 from fastad import _registry
+from fastad._pytree import tree_flatten, tree_unflatten
 
 cnp.import_array()
 
@@ -510,12 +511,15 @@ cdef class Tape:
             self.sweeping -= 1
 
     cdef object _gradient(self, Var tv, sources):
-        from fastad._pytree import tree_flatten, tree_unflatten
         self.check_var(tv)
         if tv.shape_ is not None:
             raise ValueError("tape.gradient: target must be a scalar Var, got shape %s "
                              "(reduce it first, e.g. fd.sum(y))" % (tv.shape_,))
-        leaves, treedef = tree_flatten(sources)
+        if type(sources) is Var:
+            # one Var, what fd.grad passes: no pytree walk (a few hundred ns a call)
+            leaves, treedef = [sources], None
+        else:
+            leaves, treedef = tree_flatten(sources)
         cdef Var s
         cdef Py_ssize_t lo = tv.slot, size
         for leaf in leaves:
@@ -553,6 +557,8 @@ cdef class Tape:
         if self.dtypes:
             results = [as_source_dtype(r, source_dtype(<Var>leaf))
                        for r, leaf in zip(results, leaves)]
+        if treedef is None:
+            return results[0]
         return tree_unflatten(treedef, results)
 
     def _slot_values(self):
@@ -814,10 +820,18 @@ cdef int pv_cmp(Tape t, PV x, int code, PV y, str helper) except -1:
     if x.s < 0:                      # guards compare a slot with a slot or constant
         x, y = y, x
         code = _CMP_MIRROR[code]
-    t.guards.append((_CMP_KIND[code], int(x.s), int(y.s) if y.s >= 0 else -1,
-                     y.c if y.s < 0 else 0.0, bool(out),
-                     ("<the recorded partial %s (create_graph)>" % helper, 0)))
+    where = _PARTIAL_WHERE.get(helper)
+    if where is None:
+        # one description per helper, not one formatted per element (a tanh record
+        # of n elements records 2n guards)
+        where = _PARTIAL_WHERE[helper] = (
+            "<the recorded partial %s (create_graph)>" % helper, 0)
+    t.guards.append((_CMP_KIND[code], x.s, y.s if y.s >= 0 else -1,
+                     y.c if y.s < 0 else 0.0, out, where))
     return out
+
+
+cdef dict _PARTIAL_WHERE = {}
 
 
 ctypedef PV (*partial_fn)(Tape, PV, PV, PV) except *
@@ -914,9 +928,7 @@ cdef Py_ssize_t _graph_record(Tape t, int32_t *A, Py_ssize_t lo, object rec,
             elif _count_of(shp) == 1:
                 mode[j] = 1
             else:
-                iv = np.ascontiguousarray(np.broadcast_to(
-                    np.arange(_count_of(shp), dtype=np.int64).reshape(shp),
-                    out_shape)).ravel()
+                iv = _broadcast_map(shp, out_shape)
                 if j == 0:
                     i0 = iv
                 else:
@@ -961,16 +973,22 @@ cdef Py_ssize_t _graph_record(Tape t, int32_t *A, Py_ssize_t lo, object rec,
         # (1 for sum, the argmax mask for max and min); mean divides by the count,
         # as its first-order rule does, so both give the same bits
         axes = tuple(rec.p["axes"])
-        keep = [1 if a in axes else n for a, n in enumerate(in_shape)]
-        dst = np.ascontiguousarray(np.broadcast_to(
-            np.arange(size, dtype=np.int64).reshape(keep), in_shape)).ravel()
-        count = float(m // size) if size else 1.0
         by_count = prim.name == "mean"
-        if not by_count:
-            ones = np.ones((1,) + out_shape)
-            w = prim.vjp(rec.values, rec.out, rec.res, ones, rec.p, 1)[0]
-            weights = np.ascontiguousarray(np.broadcast_to(w, (1,) + in_shape),
-                                           dtype=np.float64).ravel()
+        # a linear reduction's map does not depend on the values: cached per shape
+        # (NumPy index arithmetic and a VJP call cost ~10 us a record, the sweep of
+        # a 16-element sum ~0.2 us)
+        linear = prim.kind == "linear"
+        key = (prim.name, in_shape, axes, out_shape)
+        cached = _REDUCE_MAPS.get(key) if linear else None
+        if cached is None:
+            cached = _reduce_map(prim, rec, in_shape, axes, out_shape, by_count)
+            if linear:
+                _remember(_REDUCE_MAPS, key, cached)
+        dst = cached[0]
+        w = cached[1]
+        if w is not None:
+            weights = w
+        count = float(m // size) if size else 1.0
         for e in range(m):
             g = A[base + dst[e] - lo]
             if g < 0:
@@ -978,7 +996,7 @@ cdef Py_ssize_t _graph_record(Tape t, int32_t *A, Py_ssize_t lo, object rec,
             if by_count:
                 _add_adjoint(t, A, lo, <int32_t>(s0 + e), pv_bin(
                     t, FAD_DIV, pv_s(t, g), pv_c(count)).s)
-            elif weights[e] == 1.0:
+            elif weights is None or weights[e] == 1.0:
                 _accumulate(t, A, lo, <int32_t>(s0 + e), pv_c(1.0), g)
             elif weights[e] != 0.0:
                 _accumulate(t, A, lo, <int32_t>(s0 + e), pv_c(weights[e]), g)
@@ -991,6 +1009,53 @@ cdef Py_ssize_t _graph_record(Tape t, int32_t *A, Py_ssize_t lo, object rec,
         "reshapes, transposes and 1-D/2-D matmul nest to any order" % (fname, rec.name))
 
 
+# Index maps of the create-graph sweep through records, which depend only on shapes
+# (and, for a linear reduction, its axes): built once per shape with NumPy, then
+# looked up.  Bounded: a program with ever new shapes rebuilds, never grows them.
+cdef dict _BROADCAST_MAPS = {}
+cdef dict _REDUCE_MAPS = {}
+cdef Py_ssize_t _MAPS_KEEP = 256
+
+
+cdef _remember(dict cache, key, value):
+    if len(cache) >= _MAPS_KEEP:
+        cache.clear()
+    cache[key] = value
+
+
+cdef object _broadcast_map(tuple shp, tuple out_shape):
+    """Which element of an operand of shape shp output element k reads (C order)."""
+    key = (shp, out_shape)
+    iv = _BROADCAST_MAPS.get(key)
+    if iv is None:
+        iv = np.ascontiguousarray(np.broadcast_to(
+            np.arange(_count_of(shp), dtype=np.int64).reshape(shp), out_shape)).ravel()
+        iv.setflags(write=False)
+        _remember(_BROADCAST_MAPS, key, iv)
+    return iv
+
+
+cdef tuple _reduce_map(object prim, object rec, tuple in_shape, tuple axes,
+                       tuple out_shape, bint by_count):
+    """(dst, weights) of a reduction record: input element e adds into output
+    element dst[e] times weights[e] (None: every weight is 1)."""
+    keep = [1 if a in axes else n for a, n in enumerate(in_shape)]
+    size = _count_of(out_shape)
+    dst = np.ascontiguousarray(np.broadcast_to(
+        np.arange(size, dtype=np.int64).reshape(keep), in_shape)).ravel()
+    dst.setflags(write=False)
+    if by_count:
+        return dst, None
+    ones = np.ones((1,) + out_shape)
+    w = prim.vjp(rec.values, rec.out, rec.res, ones, rec.p, 1)[0]
+    weights = np.ascontiguousarray(np.broadcast_to(w, (1,) + in_shape),
+                                   dtype=np.float64).ravel()
+    if bool(np.all(weights == 1.0)):
+        return dst, None
+    weights.setflags(write=False)
+    return dst, weights
+
+
 cdef Py_ssize_t _graph_matmul(Tape t, int32_t *A, Py_ssize_t lo, object rec) except -1:
     """C = a @ b (1-D or 2-D operands): C[i, j] = sum_k a[i, k] b[k, j], bilinear, so
     d/da[i, k] = b[k, j] and d/db[k, j] = a[i, k], slots or constants."""
@@ -1001,9 +1066,15 @@ cdef Py_ssize_t _graph_matmul(Tape t, int32_t *A, Py_ssize_t lo, object rec) exc
     cdef Py_ssize_t sa = rec.slots[0], sb = rec.slots[1], base = rec.base
     cdef Py_ssize_t i, j, k
     cdef int32_t g
-    cdef const double[::1] av = np.ascontiguousarray(rec.values[0], dtype=np.float64).ravel()
-    cdef const double[::1] bv = np.ascontiguousarray(rec.values[1], dtype=np.float64).ravel()
+    if p * q * r >= MATMUL_VECTOR_MIN and len(sa_shape) + len(sb_shape) >= 3:
+        return _graph_matmul_vector(t, A, lo, rec, p, q, r)
+    # a constant operand's values are its partials; a Var operand's are its slots
+    cdef const double[::1] av = None, bv = None
     cdef PV pa, pb
+    if sa < 0:
+        av = np.ascontiguousarray(rec.values[0], dtype=np.float64).ravel()
+    if sb < 0:
+        bv = np.ascontiguousarray(rec.values[1], dtype=np.float64).ravel()
     for i in range(p - 1, -1, -1):
         for j in range(r - 1, -1, -1):
             g = A[base + i * r + j - lo]
@@ -1017,6 +1088,83 @@ cdef Py_ssize_t _graph_matmul(Tape t, int32_t *A, Py_ssize_t lo, object rec) exc
                 if sb >= 0:
                     _accumulate(t, A, lo, pb.s, pa, g)
     return base
+
+
+# From this many multiply-adds a matmul record's create-graph rule is recorded as
+# array operations (one matmul record per operand) rather than ~2 slots per
+# multiply-add: a record costs ~5-10 us of Python to record and to sweep, a slot
+# ~10 ns, so below this the slots are cheaper (the 8-16-1 MLP's 128 products:
+# ~2.5 us of slots against ~20 us of records).
+MATMUL_VECTOR_MIN = 4096
+
+
+cdef Py_ssize_t _graph_matmul_vector(Tape t, int32_t *A, Py_ssize_t lo, object rec,
+                                     Py_ssize_t p, Py_ssize_t q, Py_ssize_t r) except -1:
+    """C = a @ b swept as array operations: with G the output block's adjoints (a
+    block of COPY slots), a's adjoint gains G @ b^T and b's a^T @ G (outer
+    products for a 1-D operand), each a matmul record whose own rules nest
+    again.  Values equal the first-order VJP's to rounding (BLAS may order the
+    sums differently for a transposed copy than for a transposed view)."""
+    cdef Py_ssize_t sa = rec.slots[0], sb = rec.slots[1], base = rec.base
+    sa_shape, sb_shape = tuple(rec.shapes[0]), tuple(rec.shapes[1])
+    cdef Py_ssize_t na = _count_of(sa_shape), nb = _count_of(sb_shape), k
+    out_shape = tuple(rec.out_shape)
+    # the output block's adjoints as one array Var (CONST 0 where structurally zero)
+    cdef Py_ssize_t size = rec.size
+    cdef int32_t g
+    t.reserve(size)
+    cdef Py_ssize_t gbase = t.n
+    for k in range(size):
+        g = A[base + k - lo]
+        if g >= 0:
+            t.push(FAD_COPY, g, 0, t.val[g], 1.0, 0.0)
+        else:
+            t.push(FAD_CONST, 0, 0, 0.0, 0.0, 0.0)
+    G = new_array_var(t, gbase, np.array(<double[:size]>(t.val + gbase)).reshape(out_shape))
+    a = new_array_var(t, sa, rec.values[0]) if sa >= 0 else \
+        np.asarray(rec.values[0], dtype=np.float64)
+    b = new_array_var(t, sb, rec.values[1]) if sb >= 0 else \
+        np.asarray(rec.values[1], dtype=np.float64)
+    if sa >= 0 and sa + na > lo:
+        if len(sb_shape) == 1:                       # (p, q) @ (q,): G[:, None] b[None]
+            ga = _mm(_reshaped(G, (p, 1)), _reshaped(b, (1, q)))
+        elif len(sa_shape) == 1:                     # (q,) @ (q, r): b @ G
+            ga = _mm(b, G)
+        else:
+            ga = _mm(G, _transposed(b))
+        _add_block(t, A, lo, sa, na, <Var>ga)
+    if sb >= 0 and sb + nb > lo:
+        if len(sa_shape) == 1:                       # (q,) @ (q, r): a[:, None] G[None]
+            gb = _mm(_reshaped(a, (q, 1)), _reshaped(G, (1, r)))
+        elif len(sb_shape) == 1:                     # (p, q) @ (q,): G @ a
+            gb = _mm(G, a)
+        else:
+            gb = _mm(_transposed(a), G)
+        _add_block(t, A, lo, sb, nb, <Var>gb)
+    return base
+
+
+# the registry's own operations (as Var's methods reach them: fastad/_registry.py
+# imports nothing, so the core depends on no layer above it)
+cdef object _mm(object x, object y):
+    return _registry.METHODS["__matmul__"](x, y)
+
+
+cdef object _reshaped(object x, tuple shape):
+    return _registry.METHODS["reshape"](x, shape) if type(x) is Var else x.reshape(shape)
+
+
+cdef object _transposed(object x):
+    return _registry.METHODS["transpose"](x, None) if type(x) is Var else x.T
+
+
+cdef int _add_block(Tape t, int32_t *A, Py_ssize_t lo, Py_ssize_t first, Py_ssize_t n,
+                    Var contrib) except -1:
+    """A[first + e] += element e of array Var contrib (a contiguous block)."""
+    cdef Py_ssize_t e
+    for e in range(n):
+        _add_adjoint(t, A, lo, <int32_t>(first + e), <int32_t>(contrib.slot + e))
+    return 0
 
 
 cdef inline PV _elem(Tape t, int mode, Py_ssize_t first, Py_ssize_t k,
@@ -1057,12 +1205,15 @@ cdef object graph_gradient(Tape t, Var tv, sources, str fname):
     slots (A), accumulated in the first-order sweep's order, so their values equal
     tape.gradient's.
     """
-    from fastad._pytree import tree_flatten, tree_unflatten
     t.check_var(tv)
     if tv.shape_ is not None:
         raise ValueError("%s: target must be a scalar Var, got shape %s "
                          "(reduce it first, e.g. fd.sum(y))" % (fname, tv.shape_))
-    leaves, treedef = tree_flatten(sources)
+    if type(sources) is list and _all_vars(<list>sources):
+        # what fastad._nest passes (one Var per argument): no pytree walk
+        leaves, treedef = sources, None
+    else:
+        leaves, treedef = tree_flatten(sources)
     cdef Var s
     cdef Py_ssize_t lo = tv.slot, top = tv.slot, i, k, m
     for leaf in leaves:
@@ -1123,16 +1274,39 @@ cdef object graph_gradient(Tape t, Var tv, sources, str fname):
             s = <Var>leaf
             if s.shape_ is None:
                 results.append(_graph_adjoint(t, A, lo, top, s.slot))
-                continue
-            m = s.aval.size
-            slots = np.full(m, -1, dtype=np.int64)
-            for k in range(m):
-                if lo <= s.slot + k <= top:
-                    slots[k] = A[s.slot + k - lo]
-            results.append(copy_block(t, slots.reshape(s.shape_), 0.0))
+            else:
+                results.append(_graph_adjoint_block(t, A, lo, top, s))
     finally:
         PyMem_Free(A)
+    if treedef is None:
+        return results
     return tree_unflatten(treedef, results)
+
+
+cdef bint _all_vars(list xs):
+    for x in xs:
+        if type(x) is not Var:
+            return False
+    return True
+
+
+cdef Var _graph_adjoint_block(Tape t, int32_t *A, Py_ssize_t lo, Py_ssize_t top,
+                              Var s):
+    """The adjoint of array source s as a new block: COPY of each element's
+    adjoint slot, a CONST 0 where it is structurally zero (as copy_block)."""
+    cdef Py_ssize_t m = s.aval.size, k, slot
+    cdef int32_t a
+    t.reserve(m)
+    cdef Py_ssize_t base = t.n
+    for k in range(m):
+        slot = s.slot + k
+        a = A[slot - lo] if lo <= slot <= top else -1
+        if a >= 0:
+            t.push(FAD_COPY, a, 0, t.val[a], 1.0, 0.0)
+        else:
+            t.push(FAD_CONST, 0, 0, 0.0, 0.0, 0.0)
+    value = np.array(<double[:m]>(t.val + base)) if m else np.zeros(0)
+    return new_array_var(t, base, value.reshape(s.shape_))
 
 
 cdef Var _graph_adjoint(Tape t, int32_t *A, Py_ssize_t lo, Py_ssize_t top,
@@ -1155,9 +1329,16 @@ def fresh_copy(Var v):
     t.check_var(v)
     if v.shape_ is None:
         return record1(FAD_COPY, v)
-    m = v.aval.size
-    return copy_block(t, np.arange(v.slot, v.slot + m, dtype=np.int64).reshape(v.shape_),
-                      0.0)
+    # a COPY of each element, pushed directly (copy_block's NumPy index arrays
+    # cost more than the copies for the small arrays nested levels mostly see)
+    cdef Py_ssize_t m = v.aval.size, k, src
+    t.reserve(m)
+    cdef Py_ssize_t base = t.n
+    for k in range(m):
+        src = v.slot + k
+        t.push(FAD_COPY, <int32_t>src, 0, t.val[src], 1.0, 0.0)
+    value = np.array(<double[:m]>(t.val + base)) if m else np.zeros(0)
+    return new_array_var(t, base, value.reshape(v.shape_))
 
 
 # ----------------------------------------------------------------------------------
@@ -1345,6 +1526,7 @@ _FLOAT_ESCAPE = ("%s() of a fastad Var would drop its derivative; use fd.sin / n
 
 @cython.final
 @cython.freelist(256)
+@cython.no_gc
 @cython.auto_pickle(False)   # its generated __setstate__ could set tape to None
 cdef class Var:
     """A value recorded on a tape: a scalar or an array of any shape.
@@ -1433,13 +1615,16 @@ cdef class Var:
     def __getitem__(self, key):
         # fast path for x[i] on a 1-D array: the element's own slot, nothing recorded
         cdef Py_ssize_t i, n
-        if type(key) is int and self.shape_ is not None and len(self.shape_) == 1 \
-                and self.gen == self.tape.generation:
+        cdef tuple shape            # shape_ is a tuple for an array: C-level len, [0]
+        if type(key) is int and self.shape_ is not None and self.gen == self.tape.generation:
+            shape = <tuple>self.shape_
+            if len(shape) != 1:
+                return _registry.METHODS["__getitem__"](self, key)
             i = _long_as_ssize_t(key)
             if i == -1 and _err_occurred() != NULL:
                 _err_clear()          # beyond Py_ssize_t: getitem's IndexError
                 return _registry.METHODS["__getitem__"](self, key)
-            n = self.shape_[0]
+            n = <Py_ssize_t>shape[0]
             if 0 <= i < n:
                 return new_var(self.tape, self.slot + i, self.tape.val[self.slot + i])
         return _registry.METHODS["__getitem__"](self, key)
@@ -1587,10 +1772,8 @@ cdef class Var:
         return _registry.array_function(func, args, kwargs)
 
     def __array__(self, dtype=None, copy=None):
-        raise TypeError(
-            "a Var cannot be converted to a plain NumPy array: that would silently "
-            "detach it from the tape. Use fastad's functions (fd.sin, fd.sum, ...) or "
-            "NumPy functions fastad supports; use .value for the numbers alone")
+        # (a Cython method has no frame of its own: frame 0 is the caller)
+        raise TypeError(_detach_message(sys._getframe(0)))
 
     # -- methods mirroring ndarray -------------------------------------------------
 
@@ -1619,6 +1802,95 @@ cdef class Var:
     def dot(self, other):
         """``fd.dot(x, other)``, as ``ndarray.dot``."""
         return _registry.METHODS["dot"](self, other)
+
+    # The ndarray methods NumPy users reach for: each is the NumPy function of the
+    # same name, which dispatches to the registry entry (one route, NumPy's
+    # signature and errors), so a method never has rules of its own.
+
+    def max(self, axis=None, keepdims=False):
+        """``np.max(x, axis, keepdims=keepdims)``, as ``ndarray.max``."""
+        return np.max(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        """``np.min(x, axis, keepdims=keepdims)``, as ``ndarray.min``."""
+        return np.min(self, axis=axis, keepdims=keepdims)
+
+    def prod(self, axis=None, keepdims=False):
+        """``np.prod(x, axis, keepdims=keepdims)``, as ``ndarray.prod``."""
+        return np.prod(self, axis=axis, keepdims=keepdims)
+
+    def argmax(self, axis=None):
+        """``np.argmax(x, axis)``: integers (guards under ``fd.trace``)."""
+        return np.argmax(self, axis=axis)
+
+    def argmin(self, axis=None):
+        """``np.argmin(x, axis)``: integers (guards under ``fd.trace``)."""
+        return np.argmin(self, axis=axis)
+
+    def var(self, axis=None, ddof=0, keepdims=False):
+        """``np.var(x, axis, ddof=ddof, keepdims=keepdims)``, as ``ndarray.var``."""
+        return np.var(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def std(self, axis=None, ddof=0, keepdims=False):
+        """``np.std(x, axis, ddof=ddof, keepdims=keepdims)``, as ``ndarray.std``."""
+        return np.std(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def cumsum(self, axis=None):
+        """``np.cumsum(x, axis)``, as ``ndarray.cumsum``."""
+        return np.cumsum(self, axis=axis)
+
+    def ravel(self):
+        """``np.ravel(x)``, as ``ndarray.ravel``."""
+        return np.ravel(self)
+
+    def flatten(self):
+        """``np.ravel(x)`` (a Var is immutable: no copy to make), as
+        ``ndarray.flatten``."""
+        return np.ravel(self)
+
+    def squeeze(self, axis=None):
+        """``np.squeeze(x, axis)``, as ``ndarray.squeeze``."""
+        return np.squeeze(self, axis=axis)
+
+    def clip(self, min=None, max=None):
+        """``np.clip(x, min, max)``, as ``ndarray.clip``."""
+        return np.clip(self, min, max)
+
+    def copy(self):
+        """The Var itself: Vars are immutable, so a copy would be the same value on
+        the same tape."""
+        return self
+
+    def round(self, decimals=0):
+        """``np.round(x, decimals)``, as ``ndarray.round``: derivative zero."""
+        return np.round(self, decimals)
+
+    def __round__(self, ndigits=None):
+        # round(v) is an int, as round(float) is (a guard under fd.trace, like
+        # int(v)); round(v, n) stays a Var of derivative zero
+        if ndigits is not None:
+            return np.round(self, ndigits)
+        if self.shape_ is not None:
+            raise TypeError("round() of an array Var: use np.round(x) (a Var) or "
+                            "x.round()")
+        # int() of the rounded Var: its guard (under fd.trace) holds exactly while
+        # the rounding gives the same integer
+        return int(np.round(self))
+
+    @property
+    def dtype(self):
+        """``numpy.float64``: every Var holds float64 values."""
+        return np.dtype(np.float64)
+
+    def astype(self, dtype, copy=True):
+        """The Var itself for float64 (a Var is float64 already); another dtype
+        would drop the derivative (ints) or change its precision, so it raises
+        TypeError."""
+        if np.dtype(dtype) != np.float64:
+            raise TypeError("Var.astype(%s): Vars hold float64 values; another dtype "
+                            "would detach the result from the tape (use .value for "
+                            "the numbers alone)" % np.dtype(dtype))
+        return self
 
 
 def _var_new(*args, **kwargs):
@@ -1656,6 +1928,73 @@ if (<_TypeWithSequence *>Var).tp_as_sequence is not NULL:
 # Guards
 
 _COMPARE_NAMES = {0: "<", 1: "<=", 2: "==", 3: "!=", 4: ">", 5: ">="}
+
+
+# SciPy's functions that fastad has in fd.linalg / fd.special / fd.stats: SciPy
+# converts its arguments with numpy.asarray, so those calls end in Var.__array__;
+# the error names the function to call instead
+_SCIPY_HOMES = (("scipy.linalg", "fd.linalg"), ("scipy.special", "fd.special"),
+                ("scipy.stats", "fd.stats"))
+
+
+def _scipy_internal(module):
+    """SciPy's own machinery (scipy._lib, scipy._external: argument conversion,
+    array-API wrappers), not a function users call."""
+    parts = module.split(".")
+    return parts[0] == "scipy" and len(parts) > 1 and parts[1].startswith("_")
+
+
+def _scipy_caller(frame):
+    """(module, function name) of the SciPy function whose argument conversion
+    reached Var.__array__, or None: NumPy's conversion frames and SciPy's own
+    wrappers (scipy._lib, scipy._external: their closures hold the wrapped
+    function) are skipped."""
+    for _ in range(12):
+        if frame is None:
+            return None
+        module = frame.f_globals.get("__name__", "")
+        if _scipy_internal(module):
+            for v in frame.f_locals.values():
+                m = getattr(v, "__module__", None) or ""
+                if callable(v) and m.startswith("scipy.") and not _scipy_internal(m):
+                    return m, getattr(v, "__name__", "")
+        elif module.startswith("scipy."):
+            name = frame.f_code.co_name
+            dist = getattr(frame.f_locals.get("self"), "name", None)
+            # a scipy.stats distribution's method: norm.logpdf
+            return module, ("%s.%s" % (dist, name) if type(dist) is str else name)
+        elif not module.startswith(("numpy", "fastad")):
+            # (fastad's own frames: Cython may give a method one of its own)
+            return None
+        frame = frame.f_back
+    return None
+
+
+def _detach_message(frame):
+    caller = _scipy_caller(frame)
+    if caller is not None:
+        module, name = caller
+        for home, ours in _SCIPY_HOMES:
+            if module == home or module.startswith(home + "."):
+                # fastad's module of SciPy's names, if imported (it is, by fastad)
+                mod = sys.modules.get("fastad." + ours[3:])
+                target = mod
+                for part in name.split("."):
+                    target = getattr(target, part, None)
+                if target is not None:
+                    fix = "call %s.%s instead (%s has SciPy's names and signatures)" % (
+                        ours, name, ours)
+                else:
+                    fix = ("fastad has no %s.%s (%s has: %s)"
+                           % (ours, name, ours, ", ".join(getattr(mod, "__all__", ()))))
+                return ("%s.%s on a Var: SciPy converts its arguments to plain arrays, "
+                        "which would silently detach them from the tape; %s"
+                        % (home, name, fix))
+    return ("a Var cannot be converted to a plain NumPy array: that would silently "
+            "detach it from the tape. To build an array of Vars, as np.array([dx, dy]) "
+            "or np.stack would, use fd.stack([dx, dy]) or fd.array([...]); elsewhere "
+            "use fastad's functions (fd.sin, fd.sum, ...) or NumPy functions fastad "
+            "supports; use .value for the numbers alone")
 
 
 cdef _guard(Var x, str kind, object other, object outcome):
@@ -2028,6 +2367,15 @@ cdef object elementwise(int op, object x, object y):
         rec = form(op, x, y)
         if rec is not NotImplemented:
             return rec
+    fast = _elementwise_block(op, x, y)
+    if fast is not None:
+        return fast
+    return _elementwise_general(op, x, y)
+
+
+cdef object _elementwise_general(int op, object x, object y):
+    """elementwise()'s scalar slots for any operands: NumPy computes each output
+    element's operand slots (or constants) by broadcasting, a C loop records."""
     cdef Tape t = None
     cdef Var vx, vy
     cdef bint x_var = type(x) is Var, y_var = type(y) is Var
@@ -2095,6 +2443,128 @@ cdef object elementwise(int op, object x, object y):
     return new_array_var(t, base, value.reshape(shape))
 
 
+# How _elementwise_block reads its operands (_block_form): the array Var on the
+# left (x) or on the right (y), the other operand none, a number, a Var (scalar or
+# of the array's shape) or a float64 ndarray of the array's shape.
+cdef enum:
+    _NO_BLOCK = 0
+    _LEFT_ALONE = 1
+    _LEFT_NUMBER = 2
+    _LEFT_VAR = 3
+    _LEFT_ARRAY = 4
+    _RIGHT_NUMBER = 5
+    _RIGHT_VAR = 6
+    _RIGHT_ARRAY = 7
+
+
+cdef inline bint _same_shape_floats(object a, tuple shape):
+    return (type(a) is np.ndarray and (<cnp.ndarray>a).dtype is _F64
+            and a.shape == shape)
+
+
+cdef int _block_form(object x, object y):
+    """Which of _elementwise_block's shapes op(x, y) has, or _NO_BLOCK."""
+    tx, ty = type(x), type(y)
+    if tx is Var and (<Var>x).shape_ is not None:
+        if y is None:
+            return _LEFT_ALONE
+        if ty is float or ty is int:
+            return _LEFT_NUMBER
+        if ty is Var and ((<Var>y).shape_ is None or (<Var>y).shape_ == (<Var>x).shape_):
+            return _LEFT_VAR
+        if _same_shape_floats(y, (<Var>x).shape_):
+            return _LEFT_ARRAY
+        return _NO_BLOCK
+    if ty is Var and (<Var>y).shape_ is not None:
+        if tx is float or tx is int:
+            return _RIGHT_NUMBER
+        if tx is Var and (<Var>x).shape_ is None:
+            return _RIGHT_VAR
+        if _same_shape_floats(x, (<Var>y).shape_):
+            return _RIGHT_ARRAY
+    return _NO_BLOCK
+
+
+def fits_slot_block(x, y=None):
+    """Whether op(x, y) takes the core's block loop below (the record forms keep
+    such small operations as scalar slots: fastad._arrays.elementwise)."""
+    return _block_form(x, y) != _NO_BLOCK
+
+
+cdef object _elementwise_block(int op, object x, object y):
+    """elementwise() without NumPy's index arithmetic for the shapes a loop over a
+    small array meets (_block_form): an array Var with nothing, a number, a scalar
+    Var, a Var of its own shape or a float64 array of its own shape, on either
+    side.  None for anything else (broadcasting: the general path).  Its slots are
+    those of the general path, one by one: the same values, bit for bit."""
+    cdef int form = _block_form(x, y)
+    if form == _NO_BLOCK:
+        return None
+    cdef bint arr_left = form <= _LEFT_ARRAY
+    cdef Var arr = <Var>(x if arr_left else y)
+    cdef object o = y if arr_left else x
+    cdef Var other = None
+    cdef double c = 0.0
+    cdef const double *cs = NULL          # per-element constants (an ndarray)
+    cdef int code = op
+    if form == _LEFT_NUMBER or form == _LEFT_ARRAY:
+        code = op + 1
+    elif form == _RIGHT_NUMBER or form == _RIGHT_ARRAY:
+        code = op + 2
+    if form == _LEFT_NUMBER or form == _RIGHT_NUMBER:
+        c = <double>o if type(o) is float else int_to_double(o, "the other operand")
+    elif form == _LEFT_ARRAY or form == _RIGHT_ARRAY:
+        o = np.ascontiguousarray(o)
+        cs = <const double *>cnp.PyArray_DATA(<cnp.ndarray>o)
+    elif form == _LEFT_VAR or form == _RIGHT_VAR:
+        other = <Var>o
+    cdef Tape t = arr.tape
+    t.check_var(arr)
+    if other is not None:
+        t.check_var(other)
+    cdef Py_ssize_t m = arr.aval.size, k, base
+    cdef int32_t sa, sb
+    cdef bint other_block = other is not None and other.shape_ is not None
+    cdef double r, dx, dy
+    kind = fad_op_kind[code]
+    t.reserve(m)
+    base = t.n
+    for k in range(m):
+        if other is None:
+            if cs != NULL:
+                c = cs[k]
+            sa = <int32_t>(arr.slot + k)
+            r = fad_eval(code, t.val[sa], c, &dx, &dy)
+            t.push(code, sa, 0, r, dx, (c if kind == FAD_KIND_CONST else 0.0))
+            continue
+        sb = <int32_t>(other.slot + k if other_block else other.slot)
+        sa = <int32_t>(arr.slot + k)
+        if not arr_left:
+            sa, sb = sb, sa
+        r = fad_eval(code, t.val[sa], t.val[sb], &dx, &dy)
+        t.push(code, sa, sb, r, dx, dy)
+    if _debug_nans and m:
+        _check_block_nan(code, t, base, m)
+    value = np.empty(arr.shape_, dtype=np.float64)
+    if m:
+        memcpy(cnp.PyArray_DATA(<cnp.ndarray>value), t.val + base, m * sizeof(double))
+    return _adopt_array_var(t, base, value, arr.shape_)
+
+
+cdef Var _adopt_array_var(Tape t, Py_ssize_t base, object value, tuple shape):
+    """new_array_var for a fresh C-ordered float64 array of `shape` that nothing
+    else references: it is frozen and kept as it is (new_array_var copies)."""
+    cdef Var r = Var.__new__(Var)
+    r.tape = t
+    r.slot = base
+    r.gen = t.generation
+    cnp.PyArray_CLEARFLAGS(<cnp.ndarray>value, cnp.NPY_ARRAY_WRITEABLE)
+    r.aval = value
+    r.shape_ = shape
+    r.v = NAN
+    return r
+
+
 cdef int _check_block_nan(int op, Tape t, Py_ssize_t base, Py_ssize_t m) except -1:
     cdef Py_ssize_t k
     cdef int kind = fad_op_kind[op]
@@ -2140,8 +2610,9 @@ def getitem(Var x, key):
         key = _var_index(<Var>key)
     elif type(key) is tuple:
         key = tuple(_var_index(<Var>k) if type(k) is Var else k for k in key)
+    numbers = np.arange(x.aval.size, dtype=np.int64)
     try:
-        flat = np.arange(x.aval.size, dtype=np.int64).reshape(x.shape_)[key]
+        flat = numbers.reshape(x.shape_)[key]
     except OverflowError:
         raise IndexError("an index in %r is out of bounds for an array Var of shape %s"
                          % (key, x.shape_)) from None
@@ -2149,9 +2620,31 @@ def getitem(Var x, key):
         i = int(flat)
         return new_var(x.tape, x.slot + i, x.aval.reshape(-1)[i])
     cdef Py_ssize_t start = x.tape.n
-    out = gather(x, flat)
+    if flat.size and flat.base is numbers and flat.flags.c_contiguous:
+        # a C-contiguous view of the C-ordered element numbers themselves (a basic
+        # slice such as x[1:], x[2:5], rows of a matrix; not an advanced index,
+        # whose result may be a view of a temporary) is one run of consecutive
+        # slots: copied by a C loop, with no index array
+        out = _copy_run(x.tape, x.slot + <Py_ssize_t>flat.flat[0], flat.shape)
+    else:
+        out = gather(x, flat)
     mark_span(x.tape, start, "getitem")
     return out
+
+
+cdef Var _copy_run(Tape t, Py_ssize_t first, tuple shape):
+    """An array Var of `shape` copying the consecutive slots first, first + 1, ...
+    (the slots copy_block would push for that run)."""
+    cdef Py_ssize_t m = 1, k, base
+    for d in shape:
+        m *= <Py_ssize_t>d
+    t.reserve(m)
+    base = t.n
+    for k in range(m):
+        t.push(FAD_COPY, <int32_t>(first + k), 0, t.val[first + k], 1.0, 0.0)
+    value = np.empty(shape, dtype=np.float64)
+    memcpy(cnp.PyArray_DATA(<cnp.ndarray>value), t.val + base, m * sizeof(double))
+    return _adopt_array_var(t, base, value, shape)
 
 
 cdef object _var_index(Var k):
@@ -2484,6 +2977,12 @@ def concatenate(arrays, axis=0):
 
 # ----------------------------------------------------------------------------------
 # Helpers for tests of the internals (never part of the public API)
+
+def _test_elementwise_general(int op, x, y=None):
+    """elementwise() through its general slot path, never the block fast path nor
+    a record (tests compare the two slot paths)."""
+    return _elementwise_general(op, x, y)
+
 
 def _test_op_table():
     """(code, name, kind) for every scalar op code, in enum order."""

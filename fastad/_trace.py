@@ -18,8 +18,8 @@ import numpy as np
 from fastad._errors import TraceError
 from fastad._pytree import tree_unflatten
 from fastad._scratch import _scratch_tape
-from fastad._replay import (GUARD_NAMES, Replay, compact_guards, param_leaf, tape_copy,
-                            var_slot)
+from fastad._replay import (GUARD_NAMES, Replay, compact_guards, param_leaf,
+                            plain_float64, tape_copy, var_slot)
 from fastad._optimize import optimize as _optimize_tape
 from fastad._tape import Var, as_source_dtype, grad_dtype
 from fastad._trace_spec import ArgSpec, Path, _leaf_array
@@ -209,15 +209,18 @@ class TracedFunction:
     def __call__(self, x, *params):
         """The value of ``f`` at ``x``: a float, or an array for an array output."""
         r = self._fast(x, params, False)
-        if r is None:
-            r = self._dispatch(x, params, "traced f",
-                               lambda p, xf, pf: p.rp.run(xf, pf, False))
+        if r is not None:
+            return r[0]
+        r = self._dispatch(x, params, "traced f",
+                           lambda p, xf, pf: p.rp.run(xf, pf, False))
         return r[0].value(r[1])
 
     def _fast(self, x, params, want_grad):
         """The common call -- one float, or one float64 array of the traced shape,
-        no new parameters -- straight into C; None when it does not apply or a
-        guard failed (the general path then handles it and reports the guard)."""
+        no new parameters -- straight into C: (value, gradient or None) as the
+        caller returns them, or None when it does not apply or a guard failed (the
+        general path then handles it and reports the guard).  One frame, no
+        unflatten: it is most of a small trace's call."""
         if params:
             return None
         single = self._xspec.single
@@ -225,8 +228,7 @@ class TracedFunction:
         if t is float:
             if single != ():
                 return None
-        elif t is not np.ndarray or x.shape != single or x.dtype != _F64 or \
-                not x.flags.c_contiguous:
+        elif t is not np.ndarray or x.shape != single or not plain_float64(x):
             return None
         elif x.ndim != 1:
             x = x.reshape(-1)
@@ -236,14 +238,18 @@ class TracedFunction:
         g, v, gr = path.rp.run(x, self._p_default, want_grad)
         if g >= 0:
             return None
-        return path, v, gr
+        if path.out_const is not None or path.out_shape != ():
+            v = path.value(v)
+        if want_grad and len(single) != 1:     # the gradient has x's shape
+            gr = float(gr[0]) if single == () else gr.reshape(single)
+        return v, gr
 
     def value_and_grad(self, x, *params):
         """``(f(x) as a float, gradient)``; the gradient has the structure and the
         floating dtypes of ``x``."""
         r = self._fast(x, params, True)
         if r is not None:       # a float or a float64 array: no dtype to restore
-            return r[0].value(r[1]), self._xspec.unflatten(r[2])
+            return r
         path, v, g = self._dispatch(x, params, "tf.value_and_grad", _RUN_VALUE_AND_GRAD)
         return path.value(v), self._xspec.unflatten(g, self._xspec.grad_dtypes(x))
 
@@ -252,7 +258,7 @@ class TracedFunction:
         floating dtypes of ``x``."""
         r = self._fast(x, params, True)
         if r is not None:
-            return self._xspec.unflatten(r[2])
+            return r[1]
         r = self._dispatch(x, params, "tf.grad", _RUN_GRAD)
         return self._xspec.unflatten(r[2], self._xspec.grad_dtypes(x))
 

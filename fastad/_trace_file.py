@@ -125,6 +125,52 @@ def _op_table():
     return [(name, kind) for _, name, kind in _tape._test_op_table()]
 
 
+# Earlier op tables, by the names of their rows in order, for files written by
+# earlier fastads: adding rows to the table renumbers the ops after them (a new
+# unary row shifts every binary code), so a file's codes are translated by what
+# they meant in the table that wrote it.  Table 1 is the table from the first file
+# format until the special-function rows (fd.special); format-1 files, which list
+# no ops, were all written with it.
+_LEAVES = ("var", "param", "const", "block")
+_TABLE_1 = (
+    ("positive", "negative", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh",
+     "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "exp", "exp2", "expm1", "log",
+     "log2", "log10", "log1p", "sqrt", "cbrt", "square", "abs", "sign", "floor", "ceil",
+     "erf", "erfc", "sigmoid", "relu", "softplus"),
+    ("add", "subtract", "multiply", "divide", "power", "arctan2", "hypot", "maximum",
+     "minimum", "mod", "floor_divide"))
+
+
+def _expand(unary, binary):
+    """[(name, kind)] by op code of a table of these rows (fastad_ops.h's enum)."""
+    table = [(n, 0) for n in _LEAVES] + [(n, 1) for n in unary]
+    for n in binary:
+        table += [(n, 3), (n, 2), (n, 2)]
+    return table
+
+
+def _translation(old):
+    """A lookup array: op code in table `old` -> the op code of the same op (and
+    the same constant form) here, or 255 (unknown) where this table has no such op."""
+    def keyed(table):
+        seen, keys = {}, []
+        for name, kind in table:
+            k = seen.get(name, 0)
+            seen[name] = k + 1
+            keys.append((name, kind, k))   # k: 0 the op, 1 its _C1 form, 2 its _C0
+        return keys
+    here = {key: code for code, key in enumerate(keyed(_op_table()))}
+    lut = np.full(256, 255, dtype=np.uint8)
+    for code, key in enumerate(keyed(old)):
+        lut[code] = here.get(key, 255)
+    return lut
+
+
+def _renumber(codes, old):
+    """`codes` written with table `old`, as this table numbers the same ops."""
+    return _translation(old)[codes]
+
+
 class _Bad(Exception):
     """Malformed content; load turns it into a TraceError naming the file."""
 
@@ -473,8 +519,11 @@ def _read(reader, source, primitives):
     meta = _parse_json(bufs[13], "metadata")
     xspec, pspec, out_shape, out_const, line_info, name, retrace = _read_meta(
         meta, version, n_in, n_param, out_size, n_lines)
+    slots = list(slots)
     if version >= 2:
-        _check_ops(meta["ops"], slots[0])
+        slots[0] = _check_ops(meta["ops"], slots[0])
+    else:
+        slots[0] = _renumber(slots[0], _expand(*_TABLE_1))
     records = _read_records(bufs[14], n, slots[3], consts, primitives) if rec_len else []
 
     try:
@@ -551,9 +600,18 @@ def _read_meta(meta, version, n_in, n_param, out_size, n_lines):
 
 
 def _check_ops(ops, codes):
-    """Every op code the slots use means, in this fastad's op table, what it meant in
-    the writer's."""
+    """The slots' op codes, as this fastad's op table numbers them: unchanged when
+    every code the slots use means here what it meant in the writer's table;
+    renumbered when the writer's was an earlier table (_TABLE_1); _Bad otherwise."""
     table = _op_table()
+    old = _expand(*_TABLE_1)
+    if type(ops) is list and all(
+            type(e) is list and len(e) == 3 and type(e[0]) is int and 0 <= e[0] < len(old)
+            and old[e[0]] == (e[1], e[2]) for e in ops) and \
+            any(e[0] >= len(table) or table[e[0]] != (e[1], e[2]) for e in ops):
+        listed = {e[0] for e in ops}
+        if all(c in listed for c in np.unique(codes).tolist()):
+            return _renumber(codes, old)
     if type(ops) is not list:
         raise _Bad("ops must be a list")
     listed = {}
@@ -570,6 +628,7 @@ def _check_ops(ops, codes):
                        "here: trace the function again with this version"
                        % (code, listed[code][0],
                           repr(table[code][0]) if code < len(table) else "unknown"))
+    return codes
 
 
 def _read_records(buf, n, val, consts, primitives):

@@ -7,9 +7,11 @@ import operator
 import numpy as np
 
 import fastad as fd
+from fastad import _tape
 from fastad._tape import OP_INFO
 
-# ops that fd does not export under their table name are the operators
+# ops that fd does not export under their table name are the operators, and the
+# special-function rows (fd.special's front ends check their arguments: the raw rows here)
 _OPERATORS = {"positive": operator.pos, "negative": operator.neg, "add": operator.add,
               "subtract": operator.sub, "multiply": operator.mul,
               "divide": operator.truediv, "mod": operator.mod,
@@ -17,7 +19,7 @@ _OPERATORS = {"positive": operator.pos, "negative": operator.neg, "add": operato
 
 
 def op_fn(name):
-    return _OPERATORS.get(name) or getattr(fd, name)
+    return _OPERATORS.get(name) or getattr(fd, name, None) or getattr(_tape, name)
 
 
 def _mid(dom):

@@ -12,6 +12,10 @@ from hypothesis import given, settings, strategies as st
 
 import fastad as fd
 from fastad import _arrays, _tape
+from _record_paths import elementwise_records  # noqa: F401,E402  (fixture)
+
+# sizes from RECORD_MIN_SIZE up test every op's record, elementwise ones too
+pytestmark = pytest.mark.usefixtures("elementwise_records")
 
 MIN = _arrays.RECORD_MIN_SIZE
 SMALL = (3, 2)          # scalar slots
@@ -19,15 +23,7 @@ LARGE = (9, 8)          # one record per op
 assert np.prod(SMALL) < MIN <= np.prod(LARGE)
 
 
-def num_grad(f, x, h=1e-6):
-    """Central differences of scalar f at array x."""
-    x = np.array(x, dtype=np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
+from _numdiff import num_grad
 
 
 def value_of(out):
@@ -230,11 +226,15 @@ def test_einsum_gradients(spec, shapes):
         np.testing.assert_allclose(g0, n0, rtol=1e-6, atol=1e-8)
 
 
-def test_einsum_rejects_what_it_cannot_differentiate():
-    with pytest.raises(ValueError, match="repeated"):
-        fd.grad(lambda v: np.einsum("ii->", v))(np.eye(3))
-    with pytest.raises(ValueError, match="ellipsis"):
-        fd.grad(lambda v: fd.sum(np.einsum("...i->...", v)))(np.ones((2, 3)))
+def test_einsum_diagonals_and_ellipsis_on_vars():
+    # repeated indices and '...' on Vars (fastad._prims_array.einsum; more in
+    # tests/test_array_api.py)
+    x = sample((3, 3))
+    np.testing.assert_allclose(fd.grad(lambda v: np.einsum("ii->", v))(x), np.eye(3))
+    np.testing.assert_allclose(
+        fd.grad(lambda v: fd.sum(np.einsum("...i->...", v)))(np.ones((2, 3))), np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"numpy\.einsum: 1 operands for 2 subscript"):
+        fd.grad(lambda v: fd.sum(np.einsum("ij,jk->ik", v)))(x)
 
 
 def test_outer():
@@ -502,3 +502,30 @@ def test_debug_nans_names_the_array_operation(shape):
         x_nan.flat[0] = np.nan
         g = fd.grad(lambda v: fd.sum(fd.exp(v)))(x_nan)
         assert np.isnan(g.flat[0])
+
+
+@pytest.mark.parametrize("shape,key", [((10,), np.s_[1:]), ((10,), np.s_[:-1]),
+                                       ((10,), np.s_[2:7]), ((4, 5), np.s_[1:3]),
+                                       ((4, 5), np.s_[2]), ((2, 3, 4), np.s_[1, 1:]),
+                                       ((4, 5), np.s_[:, 1:]), ((10,), np.s_[::2]),
+                                       # advanced: a C-contiguous view of a temporary
+                                       # (not consecutive slots; quantile met it)
+                                       ((4, 5), np.s_[:, [3]]), ((2, 3), np.s_[..., [1]])])
+def test_a_contiguous_slice_copies_the_slots_a_gather_would(shape, key):
+    # a basic slice whose elements are consecutive slots takes a C loop with no
+    # index array; its slots must be the gather's, which an integer-array index
+    # of the same elements takes
+    x0 = sample(shape)
+    flat = np.arange(x0.size).reshape(shape)[key]
+    with fd.Tape() as t1:
+        a = t1.variable(x0)[key]
+    with fd.Tape() as t2:
+        b = t2.variable(x0)[np.unravel_index(flat.reshape(-1), shape)]
+    assert a.shape == flat.shape and b.size == flat.size
+    np.testing.assert_array_equal(a.value, x0[key])
+    for u, v in zip(t1._slot_arrays(), t2._slot_arrays()):
+        np.testing.assert_array_equal(u, v)
+    g = fd.grad(lambda v: fd.sum(fd.sin(v[key]) * 2.0))(x0)
+    expect = np.zeros(shape)
+    expect[key] = 2.0 * np.cos(x0[key])
+    np.testing.assert_allclose(g, expect, rtol=1e-14)

@@ -412,3 +412,16 @@ def test_a_jvp_rule_that_cannot_take_vars_says_why():
     with pytest.raises(TypeError, match="opaque: the JVP rule runs with the tangents "
                                         "as Vars"):
         fd.grad(lambda x: fd.sum(f(x)))(X)
+
+
+def test_a_var_closed_over_into_the_residuals_is_a_type_error():
+    # the closed-over x's derivative would be lost, and the record holding it
+    # would tie the tape to itself (Vars are outside the cyclic GC)
+    def f(x):
+        @fd.custom_vjp
+        def g(y):
+            return y * 2.0
+        g.defvjp(lambda y: (g(y), x), lambda res, ct: (ct * 2.0,))
+        return fd.sum(g(x))
+    with pytest.raises(TypeError, match="custom primitive g: fwd's residuals hold a Var"):
+        fd.grad(f)(np.ones(3))

@@ -50,8 +50,9 @@ def test_the_op_table_headers_are_declared_to_cython_once():
 LAYERS = [
     # imports nothing from fastad's other layers: errors, pytrees, C declarations, the version,
     # and the registry of array primitives (data the core reads to reach the
-    # layers above it)
-    {"_errors", "_pytree", "_core", "_registry", "_version", "_c_headers"},
+    # layers above it), and the plain-NumPy numerics of fd.stats's derivatives in
+    # shape parameters
+    {"_errors", "_pytree", "_core", "_registry", "_version", "_c_headers", "_incshape"},
     # the core: tape, Var, scalar recording and the reverse sweep
     {"_tape"},
     # Dual numbers.  The design has them beside the core (no tape import); today
@@ -68,15 +69,20 @@ LAYERS = [
     # nested transformations: an inner fd.grad records on the outer level's tape
     {"_nest"},
     # array functions on top of records and slots, and their declarations
-    {"_array_math", "_math", "_dual_collections", "_prims"},
+    {"_array_math", "_math", "_dual_collections", "_prims",
+     "_prims_linalg", "_prims_array", "_prims_numpy_misc", "_prims_decomp",
+     "_prims_scipy_linalg", "special"},
     # user-defined primitives (fd.custom_vjp / fd.custom_jvp): their rules run sweeps
     {"_custom"},
     # tracing and the trace file format (spec < file format < _trace: no cycle), and
     # the Dask mapping of batches (_trace imports it; it imports only the file format)
-    {"_trace_spec", "_record_codec", "_trace_file", "_compile", "_sparse_plan", "_trace",
-     "_distributed"},
+    {"_trace_spec", "_record_codec", "_trace_file", "_reroll", "_compile", "_sparse_plan",
+     "_trace", "_distributed"},
     # the transformations and the libraries built on them
     {"_functional", "_forward", "_sparse", "nn", "optim", "_minimize"},
+    # distributions (fd.stats): built on the array functions and custom primitives
+    # (and on fastad.special, imported when first needed)
+    {"stats", "linalg"},
     # the package: curated exports, the demo
     {"__init__", "__main__"},
 ]

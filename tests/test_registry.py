@@ -7,22 +7,40 @@ mode through random projections, <u, J v> = <J^T u, v> (autograd's check_grads).
 A new entry is tested the moment it is declared; the completeness tests below
 make sure it is declared everywhere it must be (NumPy names, fd.*, Var methods).
 """
+import os
+import sys
+
 import numpy as np
 import pytest
+import scipy.linalg as sl
 import scipy.special as sp
 
 import fastad as fd
 from fastad import _registry
 from fastad._registry import BY_NUMPY, KINDS, METHODS, PUBLIC, REGISTRY, Primitive
+from fastad import _tape
 from fastad._tape import OP_INFO
+from _record_paths import elementwise_records  # noqa: F401,E402  (fixture)
+
+# sizes from RECORD_MIN_SIZE up test every op's record, elementwise ones too
+pytestmark = pytest.mark.usefixtures("elementwise_records")
 
 # The entries, and their rows as pytest parameters "name-k"
-CASES = [(name, k) for name in sorted(REGISTRY) for k in range(len(REGISTRY[name].tests))]
+# linear algebra: entries returning a tuple (their table rows are checked in
+# tests/test_linalg.py, which takes the tuple apart)
+TUPLE_OUTPUT = {"slogdet", "eigh", "svd", "qr", "cho_factor"}
+# the array API's split / array_split return lists (tests/test_array_api.py)
+TUPLE_OUTPUT |= {"split", "array_split", "vsplit", "hsplit", "dsplit"}
+CASES = [(name, k) for name in sorted(REGISTRY) if name not in TUPLE_OUTPUT
+         for k in range(len(REGISTRY[name].tests))]
 IDS = ["%s-%d" % c for c in CASES]
 DIFF = [c for c in CASES if REGISTRY[c[0]].kind not in ("comparison", "query")]
 DIFF_IDS = ["%s-%d" % c for c in DIFF]
 
 # The reference for entries with no NumPy function of their own
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _numdiff import solve_triangular_ref as _solve_triangular_ref  # noqa: E402
+
 REFERENCE = {
     "erf": sp.erf, "erfc": sp.erfc, "sigmoid": sp.expit,
     "relu": lambda a: np.maximum(a, 0.0),
@@ -34,13 +52,29 @@ REFERENCE = {
     "array": np.array,
     # np.reshape takes shape= only from NumPy 2.1 (newshape= before): positional
     "reshape": lambda a, shape: np.reshape(a, shape),
+    # linear algebra: log|det a|, slogdet's differentiable half
+    "logabsdet": lambda a: np.linalg.slogdet(a)[1],
+    # the packed factors of eigh, svd and qr (fastad._prims_decomp), and svdvals
+    "eigh_factors": lambda a: np.concatenate(
+        [np.linalg.eigh(a)[0][..., None, :], np.linalg.eigh(a)[1]], axis=-2),
+    "svd_factors": lambda a: np.concatenate(
+        [np.linalg.svd(a, False)[0], np.linalg.svd(a, False)[1][..., None, :],
+         np.swapaxes(np.linalg.svd(a, False)[2], -1, -2)], axis=-2),
+    "qr_factors": lambda a: np.concatenate(np.linalg.qr(a), axis=-2),
+    "svdvals": lambda a: np.linalg.svd(a, compute_uv=False),
+    # scipy.linalg (fastad._prims_scipy_linalg claims no SciPy callable)
+    "solve_triangular": lambda a, b, trans, **kw: _solve_triangular_ref(
+        a, b, trans=int(trans), **kw),
+    "cho_factor": lambda a, lower: sl.cho_factor(a, lower=lower),
+    "cho_solve": sl.cho_solve,
 }
 
 # fd.__all__ names that are not array functions (API.md sections 1-5, 7-9)
 NOT_ARRAY_FUNCTIONS = {
     "CompileError", "FastADError", "GradientCheckError", "TapeError", "TraceError", "Tape", "Var",
     "grad", "value_and_grad", "check_grad", "debug_nans", "release_memory", "Dual",
-    "jvp", "vjp", "jacobian", "hessian", "hvp", "derivative", "optim", "nn",
+    "jvp", "vjp", "jacobian", "hessian", "hvp", "derivative", "optim", "nn", "special",
+    "stats", "linalg",
     "minimize", "trace", "load",
     "jacobian_sparsity", "sparse_jacobian", "hessian_sparsity", "sparse_hessian",
     "least_squares", "custom_vjp", "custom_jvp",
@@ -50,6 +84,32 @@ NOT_ARRAY_FUNCTIONS = {
 # gives them already: clip is maximum/minimum)
 NO_DUAL_FORM = {"max", "min", "outer", "inner", "einsum", "ravel", "squeeze",
                 "expand_dims", "getitem", "clip", "reciprocal"}
+# linear algebra (fastad._prims_linalg): Vars only, no Dual form yet
+NO_DUAL_FORM |= {"solve", "inv", "det", "logabsdet", "slogdet", "cholesky",
+                 "eigvalsh"}
+# decompositions and the rest of numpy.linalg (fastad._prims_decomp), scipy.linalg's
+# solves (fastad._prims_scipy_linalg): Vars only
+NO_DUAL_FORM |= {n for n, p in REGISTRY.items()
+                 if p.impl.__module__ in ("fastad._prims_decomp",
+                                          "fastad._prims_scipy_linalg")}
+# the array-API front ends (fastad._prims_array): no Dual form yet
+NO_DUAL_FORM |= {n for n, p in REGISTRY.items()
+                 if p.impl.__module__ in ("fastad._prims_array", "fastad._prims_numpy_misc")
+                 and p.kind == "front_end"}
+# their primitives (fastad._prims_array): Vars only, so far
+NO_DUAL_FORM |= {"cumsum", "cumprod", "round"}
+
+
+# fd.special: the op-table rows and the compositions, against scipy.special
+REFERENCE.update({name: getattr(sp, name) for name in _tape.SPECIAL_ROWS
+                  if name != "polygamma"})
+REFERENCE["polygamma"] = lambda n, x: sp.polygamma(np.round(n), x)
+REFERENCE.update({"special." + name: getattr(sp, name)
+                  for name in ("betaln", "beta", "erfcinv", "expit", "log_expit")})
+# fd.special's compositions take scalar Duals (their rows do); no form over lists
+# and object arrays of Duals yet
+NO_DUAL_FORM |= {"special." + name
+                 for name in ("betaln", "beta", "erfcinv", "expit", "log_expit")}
 
 
 def reference(name):
@@ -165,7 +225,8 @@ def test_every_numpy_callable_dispatches_to_its_entry():
                 assert BY_NUMPY[f] is prim, (name, f)
 
 
-@pytest.mark.parametrize("name", sorted(n for n in REGISTRY if REGISTRY[n].numpy))
+@pytest.mark.parametrize("name", sorted(n for n in REGISTRY if REGISTRY[n].numpy
+                                         and n not in TUPLE_OUTPUT))
 def test_numpy_on_vars_gives_the_entry(name):
     # NumPy's own function on Var operands goes through the entry: the same value
     # as its implementation, and a Var (not a detached array) out
@@ -371,16 +432,20 @@ def _scalarised(name, k, operands, params, i, w):
     return f
 
 
-@pytest.mark.parametrize("name,k", DIFF, ids=DIFF_IDS)
-def test_vjp_against_central_differences(name, k):
-    prim = REGISTRY[name]
+def _scalarised_operands(name, k, seed):
+    """(i, operands, f) for each random operand i of row k of `name`: f is
+    x -> sum(w * entry(operands with operand i = x)), w drawn with `seed`."""
     operands, params = draw(name, k)
     out = reference(name)(*operands, **params)
-    w = np.random.default_rng(1).normal(size=np.shape(out))
-    for i, spec in enumerate(prim.tests[k][0]):
-        if not _is_random(spec):
-            continue
-        f = _scalarised(name, k, operands, params, i, w)
+    w = np.random.default_rng(seed).normal(size=np.shape(out))
+    for i, spec in enumerate(REGISTRY[name].tests[k][0]):
+        if _is_random(spec):
+            yield i, operands, _scalarised(name, k, operands, params, i, w)
+
+
+@pytest.mark.parametrize("name,k", DIFF, ids=DIFF_IDS)
+def test_vjp_against_central_differences(name, k):
+    for i, operands, f in _scalarised_operands(name, k, seed=1):
         g = _flat(fd.grad(f)(operands[i]))
         x0, h = _flat(operands[i]), 1e-6
         num = np.empty_like(x0)
@@ -419,6 +484,36 @@ def test_forward_and_reverse_agree_on_random_projections(name, k):
         assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-12)
 
 
+@pytest.mark.parametrize("name,k", DIFF, ids=DIFF_IDS)
+def test_block_sweeps_equal_one_direction_at_a_time(name, k):
+    # fd.hessian runs every record's rules once for all m directions (an (n, m)
+    # block); fd.hvp of one direction runs them with k = 1: the columns agree
+    for i, operands, f in _scalarised_operands(name, k, seed=3):
+        x0 = _flat(operands[i])
+        if x0.size == 0:
+            continue
+
+        def g(v, f=f, like=operands[i]):
+            return f(_unflat_var(v, like))
+        H = np.atleast_2d(fd.hessian(g)(x0))
+        for j in range(x0.size):
+            e = np.zeros(x0.size)
+            e[j] = 1.0
+            _close(np.ravel(fd.hvp(g)(x0, e)), H[:, j], rtol=1e-12, atol=1e-12)
+
+
+def _unflat_var(v, like):
+    """_unflat for a 1-D Var v: slices and reshapes on the tape."""
+    if type(like) is list:
+        out, o = [], 0
+        for a in like:
+            n = np.size(a)
+            out.append(v[o] if np.ndim(a) == 0 else fd.reshape(v[o:o + n], np.shape(a)))
+            o += n
+        return out
+    return v[0] if np.ndim(like) == 0 else fd.reshape(v, np.shape(like))
+
+
 # ----------------------------------------------------------------------------------
 # Rules in the declaration (docs/design/array-registry.md 2.1): entries with rules
 # are recorded as one GenericRecord; their rules take k directions on a leading axis
@@ -426,7 +521,10 @@ def test_forward_and_reverse_agree_on_random_projections(name, k):
 from fastad import _arrays, _generic  # noqa: E402
 
 RULED = sorted(name for name, p in REGISTRY.items() if p.forward is not None)
-RULE_CASES = [(name, k) for name in RULED for k in range(len(REGISTRY[name].tests))]
+# (two-operand ruled entries -- linear algebra's solve, solve_triangular -- have the same checks in
+# tests/test_linalg.py: the rows below draw one operand)
+RULE_CASES = [(name, k) for name in RULED if name not in ("solve", "solve_triangular")
+              for k in range(len(REGISTRY[name].tests))]
 RULE_IDS = ["%s-%d" % c for c in RULE_CASES]
 
 
@@ -441,6 +539,13 @@ def _rule_params(name, shape, params):
     if name == "transpose":
         axes = params.get("axes") or tuple(range(len(shape)))[::-1]
         return {"arg": tuple(axes)}
+    if name in ("inv", "det", "logabsdet", "cholesky", "eigvalsh", "eigh_factors",
+                "svd_factors", "qr_factors", "svdvals", "pinv"):  # linear algebra: none
+        return {}
+    if name in ("cumsum", "cumprod"):  # axis None: the flattened array, as axis 0
+        return {"axis": params.get("axis", 0) % max(len(shape), 1)}
+    if name == "round":
+        return {"decimals": params.get("decimals", 0)}
     raise AssertionError("no params translation for %s" % name)
 
 

@@ -13,6 +13,10 @@ import pytest
 
 import fastad as fd
 from fastad import _second, _tape
+from _record_paths import elementwise_records  # noqa: F401,E402  (fixture)
+
+# sizes from RECORD_MIN_SIZE up test every op's record, elementwise ones too
+pytestmark = pytest.mark.usefixtures("elementwise_records")
 
 OP_INFO = _tape.OP_INFO
 LN2, LN10 = math.log(2.0), math.log(10.0)
@@ -64,6 +68,73 @@ def _r2(a, b):
     return a * a + b * b
 
 
+# the special-function rows (fd.special), by the identities of DLMF (5.15, 7.2, 10.29)
+# with SciPy's functions for the values
+def _special_second():
+    import scipy.special as sp
+    sq2pi = math.sqrt(2 * math.pi)
+
+    def erfinv2(a):
+        y = sp.erfinv(a)
+        d = math.sqrt(math.pi) / 2 * math.exp(y * y)
+        return 2 * y * d * d
+
+    def erfcx2(a):
+        f = sp.erfcx(a)
+        return 2 * f + 2 * a * (2 * a * f - 2 / math.sqrt(math.pi))
+
+    def log_ndtr2(a):
+        r = math.exp(-a * a / 2) / sq2pi / sp.ndtr(a)
+        return -a * r - r * r
+
+    def ndtri2(a):
+        y = sp.ndtri(a)
+        d = sq2pi * math.exp(y * y / 2)
+        return y * d * d
+
+    def i1_2(a):
+        return sp.i1(a) - sp.i0(a) / a + 2 * sp.i1(a) / (a * a)
+
+    def i0e2(a):
+        s = math.copysign(1.0, a)
+        return math.exp(-abs(a)) * (2 * sp.i0(a) - sp.i1(a) / a - 2 * s * sp.i1(a))
+
+    def i1e2(a):
+        s = math.copysign(1.0, a)
+        d1 = sp.i0(a) - sp.i1(a) / a
+        return math.exp(-abs(a)) * (i1_2(a) - 2 * s * d1 + sp.i1(a))
+
+    unary = {
+        "gammaln": lambda a: sp.polygamma(1, a),
+        "digamma": lambda a: sp.polygamma(2, a),
+        "gamma": lambda a: sp.gamma(a) * (sp.digamma(a) ** 2 + sp.polygamma(1, a)),
+        "gammasgn": lambda a: 0.0,
+        "erfinv": erfinv2, "erfcx": erfcx2,
+        "ndtr": lambda a: -a * math.exp(-a * a / 2) / sq2pi,
+        "log_ndtr": log_ndtr2, "ndtri": ndtri2,
+        "logit": lambda a: (2 * a - 1) / (a * a * (1 - a) ** 2),
+        "entr": lambda a: -1.0 / a,
+        "i0": lambda a: sp.i0(a) - sp.i1(a) / a, "i1": i1_2, "i0e": i0e2, "i1e": i1e2,
+    }
+    binary = {
+        # polygamma(n, x): n a constant integer, so only d2/dx2
+        "polygamma": lambda n, x: (0.0, 0.0, sp.polygamma(round(n) + 2, x)),
+        "xlogy": lambda a, b: (0.0, 1.0 / b, -a / (b * b)),
+        "xlog1py": lambda a, b: (0.0, 1.0 / (1.0 + b), -a / (1.0 + b) ** 2),
+    }
+    return unary, binary
+
+
+_SU, _SB = _special_second()
+UNARY_SECOND.update(_SU)
+
+
+def _row_fn(name):
+    """The row's function: fd's, else the raw op-table function (the special rows'
+    public forms are fd.special's, which check their arguments first)."""
+    return getattr(fd, name, None) or getattr(_tape, name)
+
+
 # binary: name -> (f_aa, f_ab, f_bb)
 BINARY_SECOND = {
     "add": lambda a, b: (0.0, 0.0, 0.0),
@@ -81,6 +152,7 @@ BINARY_SECOND = {
     "mod": lambda a, b: (0.0, 0.0, 0.0),
     "floor_divide": lambda a, b: (0.0, 0.0, 0.0),
 }
+BINARY_SECOND.update(_SB)
 
 UNARY = [row for row in OP_INFO if row[2] == 1]
 BINARY = [row for row in OP_INFO if row[2] == 2]
@@ -101,7 +173,7 @@ def test_every_op_has_a_closed_form():
 @pytest.mark.parametrize("row", UNARY, ids=[r[1] for r in UNARY])
 def test_unary_second_derivative(row):
     code, name, _, ((lo, hi),) = row
-    f = getattr(fd, name) if name not in ("positive", "negative") else (
+    f = _row_fn(name) if name not in ("positive", "negative") else (
         (lambda x: +x) if name == "positive" else (lambda x: -x))
     for a in _points(lo, hi, 7, code):
         want = UNARY_SECOND[name](a)
@@ -122,7 +194,7 @@ _BINARY_FN = {"add": lambda x, y: x + y, "subtract": lambda x, y: x - y,
 @pytest.mark.parametrize("row", BINARY, ids=[r[1] for r in BINARY])
 def test_binary_second_derivatives(row):
     code, name, _, ((alo, ahi), (blo, bhi)) = row
-    f = _BINARY_FN.get(name, getattr(fd, name, None))
+    f = _BINARY_FN.get(name) or _row_fn(name)
     ops = [f] if name not in _BINARY_FN else [f, getattr(_tape, name)]
     for a, b in zip(_points(alo, ahi, 9, code), _points(blo, bhi, 9, code + 100)):
         if name in ("maximum", "minimum") and abs(a - b) < 1e-3:
@@ -379,3 +451,59 @@ def test_sweep_entry_points_validate_slots():
         _second.hvp_sweep(t, [1, 2], 10 ** 6, np.ones(2))
     with pytest.raises(ValueError, match=r"directions must have shape \(k, 2\)"):
         _second.tangent_sweep(t, [1, 2], [3], np.ones(3))
+
+
+def test_record_curvature_ignores_a_constant_operands_partials():
+    # x ** 3 on a large array (one elementwise record): pow's partial in the
+    # constant exponent is r log(x), NaN for x < 0, and its tangent is zero; the
+    # Hessian is 6x on the diagonal, not NaN (it was: 0 * NaN)
+    from fastad import _arrays
+    n = max(64, _arrays.RECORD_MIN_SIZE)
+    x = -np.linspace(1.0, 2.0, n)
+    H = fd.hessian(lambda v: fd.sum(v ** 3))(x)
+    np.testing.assert_allclose(H, np.diag(6.0 * x), rtol=1e-14)
+    v = np.cos(np.arange(n))
+    np.testing.assert_allclose(fd.hvp(lambda v: fd.sum(v ** 3))(x, v), 6.0 * x * v,
+                               rtol=1e-14)
+    # the constant on the other side: 2 ** x, curvature ln(2)^2 2^x
+    np.testing.assert_allclose(fd.hvp(lambda v: fd.sum(2.0 ** v))(x, v),
+                               np.log(2.0) ** 2 * 2.0 ** x * v, rtol=1e-13)
+
+
+# (shape of a, shape of b): a broadcast operand (a scalar, a one-element array, a
+# trailing row, a column) sums the curvature over the elements it is broadcast to,
+# once -- it was summed size-fold (fd.hessian of x[0] * x[1:] came out 24x too large
+# at 24 elements, found by autograd's own test suite run through tools/outside_suite.py)
+_LAYOUTS = [((), (6, 5)), ((6, 5), ()), ((1,), (30,)), ((5,), (6, 5)), ((6, 1), (6, 5)),
+            ((6, 5), (6, 5)), ((1, 5), (6, 1))]
+
+
+# the smooth ones: differences across the kinks of maximum, mod, ... say nothing
+_SMOOTH_BINARY = [r for r in BINARY
+                  if r[1] not in ("maximum", "minimum", "mod", "floor_divide")]
+
+
+@pytest.mark.parametrize("layout", _LAYOUTS, ids=[str(l) for l in _LAYOUTS])
+@pytest.mark.parametrize("row", _SMOOTH_BINARY, ids=[r[1] for r in _SMOOTH_BINARY])
+def test_record_hessian_with_broadcast_operands(row, layout):
+    from fastad import _arrays
+    code, name, _, ((alo, ahi), (blo, bhi)) = row
+    sa, sb = layout
+    na, nb = int(np.prod(sa)), int(np.prod(sb))
+    out = np.broadcast_shapes(sa, sb)
+    assert int(np.prod(out)) >= _arrays.RECORD_MIN_SIZE      # one record, not slots
+    rng = np.random.default_rng(code)
+    u = rng.normal(size=out)
+    op = _BINARY_FN.get(name) or _row_fn(name)
+
+    def f(x):
+        a = fd.reshape(x[:na], sa) if sa else x[0]
+        b = fd.reshape(x[na:], sb) if sb else x[na]
+        return fd.sum(op(a, b) * u)
+    x0 = np.concatenate([rng.uniform(alo, ahi, na), rng.uniform(blo, bhi, nb)])
+    H = fd.hessian(f)(x0)
+    g, e = fd.grad(f), 1e-5
+    num = np.array([(g(x0 + e * d) - g(x0 - e * d)) / (2 * e) for d in np.eye(x0.size)])
+    np.testing.assert_allclose(H, num, rtol=1e-6, atol=1e-6 * np.abs(num).max())
+    v = rng.normal(size=x0.size)
+    np.testing.assert_allclose(fd.hvp(f)(x0, v), H @ v, rtol=1e-12, atol=1e-12)

@@ -283,6 +283,16 @@ def training() -> None:
     accuracy = float(np.mean(np.argmax(logits, axis=1) == labels))
     assert accuracy > 0.9, accuracy
     assert_type(fd.nn.mse(np.ones(3), np.zeros(3)), float)
+    # fd.stats: SciPy's signatures, differentiable in every argument
+    d_loc = fd.grad(lambda m: fd.stats.norm.logpdf(1.0, loc=m, scale=2.0))(0.0)
+    assert abs(d_loc - 0.25) < 1e-15, d_loc
+    # fd.linalg: scipy.linalg's names on Vars
+    d_tri = fd.grad(lambda b: fd.sum(fd.linalg.solve_triangular(
+        np.array([[2.0, 0.0], [1.0, 4.0]]), b, lower=True)))(np.ones(2))
+    assert abs(float(d_tri[0]) - 0.375) < 1e-15 and abs(float(d_tri[1]) - 0.25) < 1e-15
+    # fd.special: scipy.special's names; gammaln' is digamma
+    d_lg = fd.grad(fd.special.gammaln)(2.0)
+    assert abs(d_lg - float(fd.special.digamma(2.0))) < 1e-15, d_lg
 
     try:
         res = fd.minimize(rosenbrock, vec(-1.0, 1.5), method="L-BFGS-B")

@@ -191,8 +191,16 @@ def dump_json(obj):
     return text.encode()
 
 
+# Nodes deeper than this are not edit targets: the walk recurses (a generator per
+# level), and wrapping edits can nest a node hundreds of levels down; a bound keeps
+# the walk far from Python's recursion limit without an unbounded explicit stack
+JSON_EDIT_DEPTH = 64
+
+
 def json_paths(obj, path=()):
     yield path
+    if len(path) >= JSON_EDIT_DEPTH:
+        return
     if isinstance(obj, dict):
         for k, v in obj.items():
             yield from json_paths(v, path + (k,))
@@ -292,11 +300,13 @@ def mutate(r, counts, sections, seeds):
             obj = json.loads(sections[key])
         except (ValueError, RecursionError):     # an earlier mutation broke it
             return "nothing", True
-        for _ in range(r.choice([1, 1, 2])):
-            obj = json_edit(r, obj)
         try:
+            for _ in range(r.choice([1, 1, 2])):
+                obj = json_edit(r, obj)
             sections[key] = dump_json(obj)
-        except ValueError:      # the edits made the object contain itself
+        except (ValueError, RecursionError):
+            # the edits made the object contain itself, or copying / dumping a
+            # deeply wrapped node went past the recursion limit
             return "nothing", True
         return "json %s" % key, r.random() < 0.9
     if kind == "semantic":
@@ -316,12 +326,24 @@ def mutate(r, counts, sections, seeds):
     return "splice", True
 
 
+# Record edits re-shape blocks of at most this many elements: a record's "size" is
+# read from the JSON, which an earlier edit of the same candidate may have set to
+# 2**63, and finding the divisors of that would never end (CI's fuzzer step once
+# hung here, in the parent, where no per-candidate timeout reaches)
+MAX_RESHAPE_SIZE = 1 << 16
+
+
+def divisors(n):
+    """The divisors of n greater than 1, by trial division up to sqrt(n)."""
+    small = [d for d in range(2, int(n ** 0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small] + ([n] if n > 1 else [])))
+
+
 def factorizations(r, size):
-    """A random shape with `size` elements (ones sprinkled in)."""
+    """A random shape with `size` (<= MAX_RESHAPE_SIZE) elements (ones sprinkled in)."""
     dims, left = [], size
     while left > 1 and len(dims) < 4:
-        divs = [d for d in range(2, left + 1) if left % d == 0]
-        d = r.choice(divs)
+        d = r.choice(divisors(left))
         dims.append(d)
         left //= d
     if left > 1:
@@ -346,6 +368,9 @@ def record_edit(r, recs, n_consts):
     from fastad._tape import OP_INFO
     rec = r.choice(recs)
     kind, size, base = rec["kind"], rec["size"], rec["base"]
+    if not all(type(v) is int and 0 <= v <= MAX_RESHAPE_SIZE
+               for v in [size] + [_prod(i[1]) for i in rec["inputs"]]):
+        return "nothing (sizes past what a re-shape tries)"
 
     def var_input(shape):
         n = _prod(shape)
@@ -438,6 +463,29 @@ def candidate(r, seeds):
         done.append(what)
         fix = fix and fix_counts
     return "%s: %s" % (name, "; ".join(done)), join(counts, sections, fix=fix)
+
+
+class GeneratorStuck(Exception):
+    pass
+
+
+def bounded_candidate(r, seeds, limit=20):
+    """candidate(r, seeds), or SystemExit naming the tool's own bug when making one
+    takes longer than `limit` seconds: the worker's timeout does not cover the
+    parent, and a mutation that loops must end the run, not hang it."""
+    def stuck(signum, frame):
+        raise GeneratorStuck()
+    old = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(limit)
+    try:
+        return candidate(r, seeds)
+    except GeneratorStuck:
+        raise SystemExit("fuzz_trace: making one candidate took over %d s (a bug in "
+                         "the fuzzer's mutations, not in fastad):\n%s"
+                         % (limit, traceback.format_exc())) from None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 # -- the worker: load and use one candidate -------------------------------------------
@@ -616,7 +664,7 @@ def fuzz(seconds, seed, out_dir, timeout, verbose):
                     findings.append(report(out_dir, "seed %s via %s" % (name, via), blob,
                                            outcome, text, seed, tried))
         while time.monotonic() - start < seconds:
-            what, blob = candidate(r, seeds)
+            what, blob = bounded_candidate(r, seeds)
             via = "pickle" if tried % 2 else "file"
             p = os.path.join(work, "cand.fdtrace")
             with open(p, "wb") as fh:

@@ -88,12 +88,23 @@ def read_table(header=HEADER):
 LIKE = {"erf": "scipy.special.erf", "erfc": "scipy.special.erfc",
         "sigmoid": "scipy.special.expit", "relu": "numpy.maximum(x, 0)",
         "softplus": "numpy.logaddexp(0, x), without overflow"}
+# The special-function rows: fd.special.<name> (like scipy.special.<name>), not fd.*
+SPECIAL = ("gammaln", "digamma", "gamma", "gammasgn", "erfinv", "erfcx", "ndtr",
+           "log_ndtr", "ndtri", "logit", "entr", "i0", "i0e", "i1", "i1e", "polygamma",
+           "xlogy", "xlog1py")
+LIKE.update({name: "scipy.special.%s" % name for name in SPECIAL})
+AT_KINKS_SPECIAL = {
+    "i0e": "The derivative at 0 is 0.",
+    "polygamma": "n must be a non-negative integer (rounded; its derivative is 0).",
+    "xlogy": "0 where x == 0 (y not nan), with the y-derivative 0 there.",
+    "xlog1py": "0 where x == 0 (y not nan), with the y-derivative 0 there."}
 AT_KINKS = {"abs": "The derivative at 0 is 0.", "relu": "The derivative at 0 is 0.",
             "sqrt": "The derivative at 0 is inf.",
             "sign": "The derivative is 0.", "floor": "The derivative is 0.",
             "ceil": "The derivative is 0.",
             "maximum": "At ties the gradient is split evenly between x and y.",
             "minimum": "At ties the gradient is split evenly between x and y."}
+AT_KINKS.update(AT_KINKS_SPECIAL)
 
 
 def docstring(py, arity):
@@ -137,6 +148,9 @@ def render(unary, binary):
         out.append("    (FAD_%s, %r, 2, (%r, %r))," % (name, py, da, dbm))
     out.append(")")
     out.append("")
+    out.append("# rows that are fd.special.<name>, not fd.<name>")
+    out.append("SPECIAL_ROWS = %r" % (tuple(SPECIAL),))
+    out.append("")
     for name, py, *_ in unary:
         out.append("def %s(x):" % py)
         out.append(docstring(py, 1))
@@ -163,7 +177,10 @@ def render(unary, binary):
 
 # C names in the partial columns -> the row (python name) that computes them.
 C_FUNCTIONS = {"fabs": "abs", "pow": "power", "asin": "arcsin", "acos": "arccos",
-               "atan": "arctan", "atan2": "arctan2"}
+               "atan": "arctan", "atan2": "arctan2", "fad_sign": "sign",
+               "fad_digamma": "digamma", "fad_polygamma": "polygamma",
+               "fad_erfcx": "erfcx", "fad_i0": "i0", "fad_i1": "i1", "fad_i0e": "i0e",
+               "fad_i1e": "i1e"}
 C_OPERATORS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}
 
 # The helpers of csrc/fastad_numerics.h that partial columns call, written in the
@@ -194,8 +211,21 @@ HELPERS = {
         ((("r", "<", 2.2250738585072014e-308),),
          "(a * %r) / hypot(a * %r, b * %r)" % ((2.0 ** 600,) * 3)),
         (None, "a / r")]),
+    # x / y, 0 at x == 0 (xlogy's d/dy); recorded as x / y there too while y != 0
+    # (value 0 either way), so its derivative in x stays 1/y
+    "fad_xdivy": (("x", "y"), [((("x", "==", 0.0), ("y", "==", 0.0)), "0.0"),
+                               (None, "x / y")]),
+    # i1' = i0 - i1 / x, 0.5 at x == 0; recorded there as i0 - (i1(x) / x's series
+    # 1/2 + x^2/16 + x^4/384): value 0.5, and the derivatives of i1' to the fifth
+    # order at 0 (a constant there lost them: the third derivative of i0 at 0 was 0)
+    "fad_di1": (("x", "r"), [((("x", "==", 0.0),),
+                              "fad_i0(x) - (0.5 + x * x * (0.0625 + x * x / 384.0))"),
+                             (None, "fad_i0(x) - r / x")]),
+    "fad_di1e": (("x", "r"), [((("x", "==", 0.0),), "0.5"),
+                              (None, "fad_i0e(x) - fad_sign(x) * r - r / x")]),
 }
-C_CONSTANTS = ("FAD_LN2", "FAD_LN10", "FAD_2_SQRTPI")
+C_CONSTANTS = ("FAD_LN2", "FAD_LN10", "FAD_2_SQRTPI", "FAD_SQRTPI_2", "FAD_SQRT2PI",
+               "FAD_1_SQRT2PI", "FAD_SQRT_2_PI", "FAD_SQRT1_2")
 
 _TOKEN = re.compile(r"\s*(?:(\d+\.\d*(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)|"
                     r"([A-Za-z_]\w*)|(.))")
