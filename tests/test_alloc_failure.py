@@ -90,7 +90,6 @@ def test_array_recording_past_the_limit_raises_memoryerror_and_tape_stays_usable
         except MemoryError:
             lift_cap()
             g = t.gradient(s, x)
-        report["grad_s_ok"] = bool(np.array_equal(g, 2 * x.value))
         # ... and the last complete block is differentiable (its adjoint buffer may
         # itself not fit: then a MemoryError, not a crash)
         try:
@@ -98,6 +97,8 @@ def test_array_recording_past_the_limit_raises_memoryerror_and_tape_stays_usable
         except MemoryError:
             pass
         lift_cap()
+        # compared only now: under the cap even the expected 2x (512 KiB) may not fit
+        report["grad_s_ok"] = bool(np.array_equal(g, 2 * x.value))
         g0 = t.gradient(y[0], x)
         expect = 1.0001 ** (steps - 1)
         report["grad_last_ok"] = bool(abs(g0[0] - expect) <= 1e-12 * expect
