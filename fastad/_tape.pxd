@@ -58,6 +58,7 @@ cdef class Var:
 
 
 cdef Var new_var(Tape t, Py_ssize_t slot, double v)
+cdef bint debug_nans_on() noexcept
 cdef Var new_array_var(Tape t, Py_ssize_t base, object value)
 cdef void sweep_scalar(const int32_t *a, const int32_t *b, const double *da,
                        const double *db, double *adj,

@@ -98,6 +98,11 @@ def _debug_nans_enabled():
     return _debug_nans
 
 
+cdef bint debug_nans_on() noexcept:
+    """_debug_nans_enabled() for the Cython modules above (no Python call)."""
+    return _debug_nans
+
+
 # ----------------------------------------------------------------------------------
 # The active-tape stack, one per thread.
 
